@@ -1,0 +1,592 @@
+"""Persistent record of cameras, runs, tracks, boxes, samples and global identities (SQLite, WAL).
+
+One file holds everything a run produced; later runs append to it. Writes are batched in
+transactions that :meth:`TrackStore.maybe_commit` closes every ``commit_interval`` seconds, so a
+crash or ``kill -9`` loses at most that much work and never leaves a half-written batch (SQLite's
+WAL journal makes each commit all-or-nothing). One run writes a store at a time; readers (query,
+export) may open it while a run is writing.
+
+Embeddings are float32 L2-normalised vectors stored as BLOBs; search keeps them in a numpy
+matrix in RAM and filters rows in SQL (see /work/shared/MEASURED.md: exact search over
+SQL-filtered rows beats ANN indexes under selective camera/time filters).
+Times are seconds since the Unix epoch (UTC); frames are 0-based source frame indices.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .types import Detections, Frame
+
+SCHEMA_VERSION = 1
+PAGE_SIZE = 16384
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
+                   config TEXT NOT NULL);
+CREATE TABLE cameras (id TEXT PRIMARY KEY, source TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE identities (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL,
+                         n_tracks INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE tracks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    camera_id TEXT NOT NULL REFERENCES cameras(id),
+    local_id INTEGER NOT NULL,
+    start_time REAL NOT NULL, end_time REAL NOT NULL,
+    start_frame INTEGER NOT NULL, end_frame INTEGER NOT NULL,
+    n_boxes INTEGER NOT NULL DEFAULT 0, n_samples INTEGER NOT NULL DEFAULT 0,
+    ended INTEGER NOT NULL DEFAULT 0,
+    global_id INTEGER REFERENCES identities(id),
+    embedding BLOB,
+    UNIQUE (run_id, camera_id, local_id));
+CREATE INDEX tracks_camera_time ON tracks(camera_id, start_time);
+CREATE INDEX tracks_end_time ON tracks(end_time);
+CREATE INDEX tracks_global ON tracks(global_id);
+CREATE INDEX tracks_pending ON tracks(ended, global_id);
+CREATE TABLE boxes (
+    track_id INTEGER NOT NULL REFERENCES tracks(id), frame INTEGER NOT NULL, time REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL,
+    PRIMARY KEY (track_id, frame)) WITHOUT ROWID;
+CREATE TABLE samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id INTEGER NOT NULL REFERENCES tracks(id), frame INTEGER NOT NULL, time REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL,
+    embedding BLOB NOT NULL, thumbnail BLOB);
+CREATE INDEX samples_track ON samples(track_id);
+CREATE TABLE links (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id INTEGER NOT NULL REFERENCES tracks(id),
+    global_id INTEGER NOT NULL REFERENCES identities(id),
+    score REAL, method TEXT NOT NULL, created REAL NOT NULL);
+CREATE INDEX links_track ON links(track_id);
+"""
+
+_TRACK_COLS = ("id, run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame, "
+               "n_boxes, n_samples, ended, global_id")
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened or written as asked; the message is one line."""
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """One track row: a camera-local track of one run. Times in epoch seconds, frames 0-based."""
+
+    id: int
+    run_id: int
+    camera_id: str
+    local_id: int
+    start_time: float
+    end_time: float
+    start_frame: int
+    end_frame: int
+    n_boxes: int
+    n_samples: int
+    ended: bool
+    global_id: int | None
+
+
+@dataclass(frozen=True)
+class Samples:
+    """N appearance samples: parallel arrays.
+
+    id, track_id, frame: (N,) int64; time, confidence: (N,) float64/float32; xyxy: (N, 4) float32;
+    embedding: (N, D) float32 L2-normalised; thumbnails: N JPEG bytes (or None) when asked for.
+    """
+
+    id: np.ndarray
+    track_id: np.ndarray
+    frame: np.ndarray
+    time: np.ndarray
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    embedding: np.ndarray
+    thumbnails: tuple[bytes | None, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """N tracked boxes: track_id, frame (N,) int64; time (N,) float64; xyxy (N, 4); confidence (N,)."""
+
+    track_id: np.ndarray
+    frame: np.ndarray
+    time: np.ndarray
+    xyxy: np.ndarray
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+
+@dataclass
+class _OpenTrack:
+    pk: int
+    start_time: float
+    end_time: float
+    start_frame: int
+    end_frame: int
+    n_boxes: int
+    n_samples: int
+    emb_sum: np.ndarray | None = field(default=None, repr=False)
+    dirty: bool = True
+
+
+def _blob(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+
+
+def _in_clause(column: str, values: Sequence) -> tuple[str, list]:
+    return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+
+class TrackStore:
+    """SQLite record of one or more pipeline runs.
+
+    ``TrackStore(path, embedder_id, embedding_dim, embedder_spec)`` creates or opens a store for
+    writing; a store built with another embedder is refused with :class:`StoreError`.
+    ``TrackStore(path)`` opens an existing store for reading (query, export) with whatever
+    embedder it was built with (see :attr:`embedder_spec`).
+    """
+
+    def __init__(self, path: str | Path, embedder_id: str | None = None, embedding_dim: int | None = None,
+                 embedder_spec: dict | None = None, *, commit_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.commit_interval = float(commit_interval)
+        self.run_id: int | None = None
+        self._lock = threading.RLock()
+        self._open: dict[tuple[str, int], _OpenTrack] = {}
+        self._known_cameras: set[str] = set()
+        self._last_commit = time.monotonic()
+        self._cache_ids = np.zeros(0, np.int64)
+        self._cache_tracks = np.zeros(0, np.int64)
+        self._cache_emb: np.ndarray | None = None
+        self._closed = False
+        if self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a folder: pass a file path such as "
+                             f"{self.path / 'store.db'}")
+        if not self.path.exists() and embedder_id is None:
+            raise StoreError(f"no store at {self.path}: run `python -m pipeline run` first or check --db")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open store {self.path} ({e}): check the path and its permissions") from None
+        try:
+            self._setup(embedder_id, embedding_dim, embedder_spec)
+        except sqlite3.DatabaseError as e:
+            self._con.close()
+            if "not a database" in str(e) or "malformed" in str(e):
+                raise StoreError(f"{self.path} is not a track store ({e}): pass another --db path") from None
+            raise StoreError(f"cannot open store {self.path} ({e}): check the path and its permissions") from None
+        except StoreError:
+            self._con.close()
+            raise
+
+    # ---------------------------------------------------------------- opening
+    def _setup(self, embedder_id, embedding_dim, embedder_spec) -> None:
+        con = self._con
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            if embedder_id is None or embedding_dim is None:
+                raise StoreError(f"{self.path} is an empty database, not a track store: "
+                                 "run `python -m pipeline run` first")
+            con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first table, and before WAL
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("BEGIN")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    con.execute(stmt)
+            meta = {"schema_version": str(SCHEMA_VERSION), "embedder_id": embedder_id,
+                    "embedding_dim": str(int(embedding_dim)), "embedder_spec": json.dumps(embedder_spec or {})}
+            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
+            con.execute("COMMIT")
+        elif "meta" not in tables:
+            raise StoreError(f"{self.path} is a SQLite database but not a track store: pass another --db path")
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA foreign_keys=ON")
+        meta = dict(con.execute("SELECT key, value FROM meta"))
+        version = int(meta.get("schema_version", "0"))
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"store {self.path} has schema v{version}, this code reads v{SCHEMA_VERSION}: "
+                             "use a matching camreid version or another --db")
+        self.embedder_id: str = meta["embedder_id"]
+        self.embedding_dim: int = int(meta["embedding_dim"])
+        self.embedder_spec: dict = json.loads(meta["embedder_spec"])
+        if embedder_id is not None and embedder_id != self.embedder_id:
+            raise StoreError(f"store {self.path} was built with embedder {self.embedder_id}; this run uses "
+                             f"{embedder_id}: use another --db or the same embedder")
+        if embedding_dim is not None and int(embedding_dim) != self.embedding_dim:
+            raise StoreError(f"store {self.path} holds {self.embedding_dim}-d embeddings; this embedder gives "
+                             f"{embedding_dim}-d: use another --db or the same embedder")
+
+    def __enter__(self) -> "TrackStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- writing
+    def _write(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        if not self._con.in_transaction:
+            self._con.execute("BEGIN")
+        return self._con
+
+    def start_run(self, config: dict | None = None) -> int:
+        """Begin a run (config snapshot stored as JSON); returns its id.
+
+        Tracks left open by earlier runs that never finished (killed) are marked ended, since only
+        one run writes a store at a time.
+        """
+        with self._lock:
+            con = self._write()
+            con.execute("UPDATE tracks SET ended=1 WHERE ended=0 AND run_id IN "
+                        "(SELECT id FROM runs WHERE finished IS NULL)")
+            cur = con.execute("INSERT INTO runs(started, config) VALUES (?, ?)",
+                              (time.time(), json.dumps(config or {}, default=str)))
+            self.run_id = int(cur.lastrowid)
+            self.commit()
+            return self.run_id
+
+    def add_camera(self, camera_id: str, source: str, meta: dict | None = None) -> None:
+        """Create or update a camera row."""
+        with self._lock:
+            self._write().execute(
+                "INSERT INTO cameras(id, source, meta) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET source=excluded.source, meta=excluded.meta",
+                (camera_id, str(source), json.dumps(meta or {}, default=str)))
+            self._known_cameras.add(camera_id)
+
+    def _track(self, con: sqlite3.Connection, frame: Frame, local_id: int) -> _OpenTrack:
+        key = (frame.camera_id, local_id)
+        st = self._open.get(key)
+        if st is not None:
+            return st
+        if frame.camera_id not in self._known_cameras:
+            con.execute("INSERT OR IGNORE INTO cameras(id, source) VALUES (?, '')", (frame.camera_id,))
+            self._known_cameras.add(frame.camera_id)
+        row = con.execute("SELECT id, start_time, end_time, start_frame, end_frame, n_boxes, n_samples, embedding "
+                          "FROM tracks WHERE run_id=? AND camera_id=? AND local_id=?",
+                          (self.run_id, frame.camera_id, local_id)).fetchone()
+        if row is None:  # a new track
+            cur = con.execute(
+                "INSERT INTO tracks(run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.run_id, frame.camera_id, local_id, frame.timestamp, frame.timestamp, frame.index, frame.index))
+            st = _OpenTrack(int(cur.lastrowid), frame.timestamp, frame.timestamp, frame.index, frame.index, 0, 0)
+        else:  # the tracker reused an id it had ended: reopen the row
+            pk, t0, t1, f0, f1, nb, ns, emb = row
+            mean = None if emb is None else np.frombuffer(emb, np.float32) * ns
+            st = _OpenTrack(pk, t0, t1, f0, f1, nb, ns, mean)
+            con.execute("UPDATE tracks SET ended=0 WHERE id=?", (pk,))
+        self._open[key] = st
+        return st
+
+    def _require_run(self) -> None:
+        if self.run_id is None:
+            raise StoreError("store.start_run(config) must be called before recording frames")
+
+    def record_frame(self, frame: Frame, tracks: Detections) -> None:
+        """Record this frame's boxes of tracked persons (``track_id >= 0``); creates/extends track rows."""
+        with self._lock:
+            self._require_run()
+            con = self._write()
+            rows = []
+            for i in np.flatnonzero(tracks.track_id >= 0):
+                st = self._track(con, frame, int(tracks.track_id[i]))
+                if st.n_boxes == 0 or frame.index != st.end_frame:
+                    st.n_boxes += 1
+                st.start_time, st.end_time = min(st.start_time, frame.timestamp), max(st.end_time, frame.timestamp)
+                st.start_frame, st.end_frame = min(st.start_frame, frame.index), max(st.end_frame, frame.index)
+                st.dirty = True
+                x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+                rows.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i])))
+            con.executemany("INSERT OR REPLACE INTO boxes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_samples(self, frame: Frame, tracks: Detections, rows: Sequence[int] | np.ndarray,
+                    thumbnails: Sequence[bytes | None]) -> None:
+        """Store appearance samples: ``tracks.embedding[rows]`` (L2-normalised, D = embedding_dim)
+        with one JPEG thumbnail each. Updates each track's mean embedding (mean of samples, renormalised)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) == 0:
+            return
+        if tracks.embedding is None:
+            raise StoreError("add_samples needs detections with an embedding column")
+        if tracks.embedding.shape[1] != self.embedding_dim:
+            raise StoreError(f"embedding has {tracks.embedding.shape[1]} dims, store {self.path} holds "
+                             f"{self.embedding_dim}: use the store's embedder")
+        if len(thumbnails) != len(rows):
+            raise ValueError(f"{len(rows)} sample rows but {len(thumbnails)} thumbnails")
+        with self._lock:
+            self._require_run()
+            con = self._write()
+            emb = tracks.embedding[rows].astype(np.float32)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            out = []
+            for k, i in enumerate(rows):
+                local = int(tracks.track_id[i])
+                if local < 0:
+                    raise ValueError(f"sample row {i} has no track id")
+                st = self._track(con, frame, local)
+                st.emb_sum = emb[k].copy() if st.emb_sum is None else st.emb_sum + emb[k]
+                st.n_samples += 1
+                st.dirty = True
+                x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+                thumb = None if thumbnails[k] is None else sqlite3.Binary(bytes(thumbnails[k]))
+                out.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i]),
+                            _blob(emb[k]), thumb))
+            con.executemany("INSERT INTO samples(track_id, frame, time, x1, y1, x2, y2, confidence, embedding, "
+                            "thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+
+    def end_tracks(self, camera_id: str, local_ids: Iterable[int]) -> None:
+        """Mark tracks finished (lost beyond the tracker's buffer, or end of stream)."""
+        with self._lock:
+            con = self._write()
+            for local in local_ids:
+                st = self._open.pop((camera_id, int(local)), None)
+                if st is not None:
+                    self._flush_track(con, st)
+                    con.execute("UPDATE tracks SET ended=1 WHERE id=?", (st.pk,))
+
+    def _flush_track(self, con: sqlite3.Connection, st: _OpenTrack) -> None:
+        if not st.dirty:
+            return
+        emb = None
+        if st.emb_sum is not None:
+            emb = _blob(st.emb_sum / max(float(np.linalg.norm(st.emb_sum)), 1e-12))
+        con.execute("UPDATE tracks SET start_time=?, end_time=?, start_frame=?, end_frame=?, n_boxes=?, "
+                    "n_samples=?, embedding=? WHERE id=?",
+                    (st.start_time, st.end_time, st.start_frame, st.end_frame, st.n_boxes, st.n_samples, emb, st.pk))
+        st.dirty = False
+
+    def commit(self) -> None:
+        """Flush open tracks' extents and commit the current batch (all-or-nothing)."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._open:
+                con = self._write()
+                for st in self._open.values():
+                    self._flush_track(con, st)
+            if self._con.in_transaction:
+                self._con.execute("COMMIT")
+            self._last_commit = time.monotonic()
+
+    def maybe_commit(self) -> bool:
+        """Commit if ``commit_interval`` seconds passed since the last commit; True if it did."""
+        if time.monotonic() - self._last_commit >= self.commit_interval:
+            self.commit()
+            return True
+        return False
+
+    def close(self) -> None:
+        """End this run's open tracks, mark the run finished, commit and close. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            if self.run_id is not None:
+                by_cam: dict[str, list[int]] = {}
+                for cam, local in self._open:
+                    by_cam.setdefault(cam, []).append(local)
+                for cam, ids in by_cam.items():
+                    self.end_tracks(cam, ids)
+                self._write().execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), self.run_id))
+            self.commit()
+            self._closed = True
+            self._con.close()
+
+    # ------------------------------------------------------------ identities
+    def new_identity(self) -> int:
+        """A fresh global identity id, unique within this store across runs."""
+        with self._lock:
+            return int(self._write().execute("INSERT INTO identities(created) VALUES (?)", (time.time(),)).lastrowid)
+
+    def assign_identity(self, track_id: int, global_id: int, score: float | None, method: str) -> None:
+        """Give a track its global identity and record the link (audit trail in ``links``)."""
+        with self._lock:
+            con = self._write()
+            con.execute("UPDATE tracks SET global_id=? WHERE id=?", (int(global_id), int(track_id)))
+            con.execute("UPDATE identities SET n_tracks=n_tracks+1 WHERE id=?", (int(global_id),))
+            con.execute("INSERT INTO links(track_id, global_id, score, method, created) VALUES (?, ?, ?, ?, ?)",
+                        (int(track_id), int(global_id), None if score is None else float(score), method, time.time()))
+
+    # ---------------------------------------------------------------- reading
+    def tracks(self, camera: str | Sequence[str] | None = None, since: float | None = None,
+               until: float | None = None, ended: bool | None = None, linked: bool | None = None,
+               min_samples: int = 0, run_id: int | None = None,
+               global_ids: Sequence[int] | None = None,
+               track_ids: Sequence[int] | None = None) -> list[TrackRecord]:
+        """Tracks matching every filter given, ordered by id. ``since``/``until`` keep tracks whose
+        [start_time, end_time] overlaps the window; ``linked`` = has a global identity."""
+        where, args = self._filters(camera, since, until)
+        if ended is not None:
+            where.append("ended=?")
+            args.append(int(ended))
+        if linked is not None:
+            where.append("global_id IS NOT NULL" if linked else "global_id IS NULL")
+        if min_samples:
+            where.append("n_samples>=?")
+            args.append(int(min_samples))
+        if run_id is not None:
+            where.append("run_id=?")
+            args.append(int(run_id))
+        for column, values in (("global_id", global_ids), ("id", track_ids)):
+            if values is not None:
+                clause, vals = _in_clause(column, [int(v) for v in values])
+                where.append(clause)
+                args += vals
+        sql = f"SELECT {_TRACK_COLS} FROM tracks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        return [TrackRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11])
+                for r in rows]
+
+    def track_keys(self, camera: str | Sequence[str] | None = None, since: float | None = None,
+                   until: float | None = None, min_samples: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids (N,) ascending, global ids (N,) with -1 where none) of the filtered tracks:
+        the light-weight form of :meth:`tracks` used by search."""
+        where, args = self._filters(camera, since, until)
+        if min_samples:
+            where.append("n_samples>=?")
+            args.append(int(min_samples))
+        sql = "SELECT id, COALESCE(global_id, -1) FROM tracks" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        a = np.array(rows, np.int64).reshape(len(rows), 2)
+        return a[:, 0].copy(), a[:, 1].copy()
+
+    @staticmethod
+    def _filters(camera, since, until) -> tuple[list[str], list]:
+        where: list[str] = []
+        args: list = []
+        if camera is not None:
+            cams = [camera] if isinstance(camera, str) else list(camera)
+            clause, vals = _in_clause("camera_id", cams)
+            where.append(clause)
+            args += vals
+        if since is not None:
+            where.append("end_time>=?")
+            args.append(float(since))
+        if until is not None:
+            where.append("start_time<=?")
+            args.append(float(until))
+        return where, args
+
+    def track_embeddings(self, track_ids: Sequence[int]) -> np.ndarray:
+        """(N, D) float32 mean embeddings of the given tracks in order; zero rows where a track has none."""
+        out = np.zeros((len(track_ids), self.embedding_dim), np.float32)
+        if len(track_ids) == 0:
+            return out
+        pos = {int(t): i for i, t in enumerate(track_ids)}
+        with self._lock:
+            for lo in range(0, len(track_ids), 900):
+                chunk = [int(t) for t in track_ids[lo:lo + 900]]
+                clause, vals = _in_clause("id", chunk)
+                for tid, blob in self._con.execute(f"SELECT id, embedding FROM tracks WHERE {clause}", vals):
+                    if blob is not None:
+                        out[pos[tid]] = np.frombuffer(blob, np.float32)
+        return out
+
+    def samples_of(self, track_ids: Sequence[int], thumbnails: bool = False) -> Samples:
+        """Every sample of the given tracks, ordered by sample id."""
+        return self._samples("track_id", track_ids, thumbnails)
+
+    def samples_by_id(self, sample_ids: Sequence[int], thumbnails: bool = False) -> Samples:
+        """The given samples, ordered by sample id."""
+        return self._samples("id", sample_ids, thumbnails)
+
+    def _samples(self, column: str, values: Sequence[int], thumbnails: bool) -> Samples:
+        cols = "id, track_id, frame, time, x1, y1, x2, y2, confidence, embedding"
+        cols += ", thumbnail" if thumbnails else ""
+        rows: list = []
+        with self._lock:
+            ids = [int(t) for t in values]
+            for lo in range(0, len(ids), 900):
+                clause, vals = _in_clause(column, ids[lo:lo + 900])
+                rows += self._con.execute(f"SELECT {cols} FROM samples WHERE {clause}", vals).fetchall()
+        rows.sort(key=lambda r: r[0])
+        n, d = len(rows), self.embedding_dim
+        emb = np.frombuffer(b"".join(r[9] for r in rows), np.float32).reshape(n, d).copy()
+        return Samples(
+            id=np.array([r[0] for r in rows], np.int64), track_id=np.array([r[1] for r in rows], np.int64),
+            frame=np.array([r[2] for r in rows], np.int64), time=np.array([r[3] for r in rows], np.float64),
+            xyxy=np.array([r[4:8] for r in rows], np.float32).reshape(n, 4),
+            confidence=np.array([r[8] for r in rows], np.float32), embedding=emb,
+            thumbnails=tuple(r[10] for r in rows) if thumbnails else None)
+
+    def boxes(self, track_ids: Sequence[int]) -> Boxes:
+        """Every box of the given tracks, ordered by (track, frame)."""
+        rows: list = []
+        with self._lock:
+            ids = [int(t) for t in track_ids]
+            for lo in range(0, len(ids), 900):
+                clause, vals = _in_clause("track_id", ids[lo:lo + 900])
+                rows += self._con.execute(f"SELECT * FROM boxes WHERE {clause} ORDER BY track_id, frame",
+                                          vals).fetchall()
+        rows.sort(key=lambda r: (r[0], r[1]))
+        a = np.array(rows, np.float64).reshape(len(rows), 8)
+        return Boxes(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2],
+                     a[:, 3:7].astype(np.float32), a[:, 7].astype(np.float32))
+
+    def sample_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written
+        sample, cached in RAM and topped up with new rows on each call."""
+        with self._lock:
+            last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
+            rows = self._con.execute("SELECT id, track_id, embedding FROM samples WHERE id>? ORDER BY id",
+                                     (last,)).fetchall()
+            if rows or self._cache_emb is None:
+                emb = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.embedding_dim)
+                old = self._cache_emb if self._cache_emb is not None else np.zeros((0, self.embedding_dim), np.float32)
+                self._cache_emb = np.concatenate([old, emb])
+                self._cache_ids = np.concatenate([self._cache_ids, np.array([r[0] for r in rows], np.int64)])
+                self._cache_tracks = np.concatenate([self._cache_tracks, np.array([r[1] for r in rows], np.int64)])
+            return self._cache_ids, self._cache_tracks, self._cache_emb
+
+    def cameras(self) -> list[tuple[str, str, dict]]:
+        """(camera_id, source, meta) of every camera, sorted by id."""
+        with self._lock:
+            rows = self._con.execute("SELECT id, source, meta FROM cameras ORDER BY id").fetchall()
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def runs(self) -> list[tuple[int, float, float | None, dict]]:
+        """(run_id, started, finished or None if it never closed, config) of every run."""
+        with self._lock:
+            rows = self._con.execute("SELECT id, started, finished, config FROM runs ORDER BY id").fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def identities(self) -> dict[int, list[str]]:
+        """global_id -> sorted camera ids of its tracks."""
+        with self._lock:
+            rows = self._con.execute("SELECT DISTINCT global_id, camera_id FROM tracks "
+                                     "WHERE global_id IS NOT NULL ORDER BY global_id, camera_id").fetchall()
+        out: dict[int, list[str]] = {}
+        for gid, cam in rows:
+            out.setdefault(gid, []).append(cam)
+        return out
+
+    def links(self) -> list[tuple[int, int, float | None, str]]:
+        """(track_id, global_id, score, method) of every link made, in order."""
+        with self._lock:
+            return self._con.execute("SELECT track_id, global_id, score, method FROM links ORDER BY id").fetchall()
+
+    def execute(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        """Run a read-only SQL statement (diagnostics, tests)."""
+        with self._lock:
+            return self._con.execute(sql, args).fetchall()

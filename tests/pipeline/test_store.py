@@ -1,0 +1,287 @@
+"""TrackStore: schema, append across runs, embedder checks, bad files, kill -9 durability.
+
+Frames and thumbnails are real (cut from streams/vtest.avi). No embedder exists in this package's
+tests yet, so embeddings are generated unit vectors with chosen cosines; the helpers below are
+shared with the associate/query/export tests.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.store import PAGE_SIZE, StoreError, TrackStore
+from pipeline.types import Detections, Frame
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIP = ROOT / "streams" / "vtest.avi"
+T0 = 1_700_000_000.0  # epoch seconds of the synthetic timeline
+DIM = 32
+# Person boxes (x1, y1, x2, y2) in the clip's first frames.
+PERSON_BOXES = ((250, 218, 285, 308), (498, 155, 532, 233), (636, 238, 688, 322))
+
+
+@lru_cache(maxsize=1)
+def clip_frames(n: int = 12) -> tuple[np.ndarray, ...]:
+    """The first n real frames of the demo clip, (576, 768, 3) BGR."""
+    cap = cv2.VideoCapture(str(CLIP))
+    frames = []
+    while len(frames) < n:
+        ok, img = cap.read()
+        assert ok, f"cannot read {CLIP}"
+        frames.append(img)
+    cap.release()
+    return tuple(frames)
+
+
+def crop_jpeg(image: np.ndarray, box) -> bytes:
+    x1, y1, x2, y2 = (int(v) for v in box)
+    ok, buf = cv2.imencode(".jpg", image[y1:y2, x1:x2])
+    assert ok
+    return buf.tobytes()
+
+
+def unit(rng: np.random.Generator, d: int = DIM) -> np.ndarray:
+    v = rng.standard_normal(d).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def near(v: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector whose cosine with unit vector v is exactly ``cos``."""
+    w = rng.standard_normal(v.shape).astype(np.float32)
+    w -= (w @ v) * v
+    w /= np.linalg.norm(w)
+    return (cos * v + np.sqrt(1 - cos**2) * w).astype(np.float32)
+
+
+def make_store(path: Path, **kw) -> TrackStore:
+    return TrackStore(path, "test-embedder-v1", DIM, {"name": "generated-unit-vectors"}, **kw)
+
+
+def add_track(store: TrackStore, camera: str, local_id: int, t0: float, t1: float,
+              embeddings: np.ndarray, n_frames: int = 3, person: int = 0, end: bool = True) -> int:
+    """Record a track of ``camera`` seen from T0+t0 to T0+t1 (seconds) in n_frames real frames, with
+    one sample per embedding row (real crops as thumbnails); returns its track pk."""
+    embeddings = np.atleast_2d(embeddings).astype(np.float32)
+    times = np.linspace(t0, t1, n_frames)
+    box = PERSON_BOXES[person % len(PERSON_BOXES)]
+    for k, t in enumerate(times):
+        img = clip_frames()[k % 12]
+        frame = Frame(camera, int(round(t * 10)), T0 + float(t), img)
+        dets = Detections.from_arrays([box], [0.9], track_id=[local_id])
+        store.record_frame(frame, dets)
+        rows = [e for j, e in enumerate(embeddings) if j % n_frames == k]
+        if rows:
+            d = Detections.from_arrays([box] * len(rows), [0.9] * len(rows), track_id=[local_id] * len(rows),
+                                       embedding=np.stack(rows))
+            store.add_samples(frame, d, np.arange(len(rows)), [crop_jpeg(img, box)] * len(rows))
+    if end:
+        store.end_tracks(camera, [local_id])
+    return store.tracks(camera=camera, run_id=store.run_id)[-1].id if end else -1
+
+
+# ----------------------------------------------------------------------------- tests
+def test_schema_wal_page_size_and_new_folder(tmp_path):
+    path = tmp_path / "not" / "yet" / "store.db"
+    store = make_store(path)
+    assert path.exists()
+    assert store.execute("PRAGMA journal_mode")[0][0] == "wal"
+    assert store.execute("PRAGMA page_size")[0][0] == PAGE_SIZE
+    assert store.execute("PRAGMA synchronous")[0][0] == 1  # NORMAL
+    assert store.execute("PRAGMA foreign_keys")[0][0] == 1
+    tables = {r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"meta", "runs", "cameras", "tracks", "boxes", "samples", "identities", "links"} <= tables
+    indexes = {r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"tracks_camera_time", "tracks_end_time", "samples_track"} <= indexes
+    store.close()
+    reread = TrackStore(path)  # read-only open keeps what the store was built with
+    assert (reread.embedder_id, reread.embedding_dim) == ("test-embedder-v1", DIM)
+    assert reread.embedder_spec == {"name": "generated-unit-vectors"}
+    reread.close()
+
+
+def test_record_and_read_back(tmp_path):
+    rng = np.random.default_rng(0)
+    store = make_store(tmp_path / "s.db")
+    store.start_run({"cameras": ["cam1"]})
+    store.add_camera("cam1", str(CLIP), {"fps": 10})
+    embs = np.stack([unit(rng) for _ in range(3)])
+    pk = add_track(store, "cam1", 7, 0.0, 2.0, embs)
+    open_pk = add_track(store, "cam1", 8, 1.0, 3.0, embs[:1], person=1, end=False)
+    store.close()
+
+    store = TrackStore(tmp_path / "s.db")
+    tracks = {t.local_id: t for t in store.tracks()}
+    t = tracks[7]
+    assert (t.id, t.camera_id, t.n_boxes, t.n_samples, t.ended, t.global_id) == (pk, "cam1", 3, 3, True, None)
+    assert (t.start_time, t.end_time, t.start_frame, t.end_frame) == (T0, T0 + 2.0, 0, 20)
+    assert tracks[8].ended  # close() ends the run's open tracks
+    assert open_pk == -1
+    mean = embs.mean(0)
+    np.testing.assert_allclose(store.track_embeddings([pk])[0], mean / np.linalg.norm(mean), atol=1e-6)
+    s = store.samples_of([pk], thumbnails=True)
+    np.testing.assert_allclose(s.embedding, embs, atol=1e-6)
+    thumb = cv2.imdecode(np.frombuffer(s.thumbnails[0], np.uint8), cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = PERSON_BOXES[0]
+    assert thumb.shape == (y2 - y1, x2 - x1, 3)
+    b = store.boxes([pk])
+    assert list(b.frame) == [0, 10, 20] and np.allclose(b.xyxy[0], PERSON_BOXES[0])
+    assert store.cameras() == [("cam1", str(CLIP), {"fps": 10})]
+    run = store.runs()[0]
+    assert run[2] is not None and run[3] == {"cameras": ["cam1"]}
+    assert [t.local_id for t in store.tracks(since=T0 + 2.5)] == [8]
+    assert [t.local_id for t in store.tracks(until=T0 + 0.5)] == [7]
+    assert store.tracks(camera=["cam2"]) == []
+    store.close()
+
+
+def test_two_runs_append_without_clash(tmp_path):
+    rng = np.random.default_rng(1)
+    pks = []
+    for run in range(2):
+        store = make_store(tmp_path / "s.db")
+        run_id = store.start_run({"run": run})
+        store.add_camera("cam1", "vtest.avi")
+        pks += [add_track(store, "cam1", local, 10.0 * run, 10.0 * run + 2, unit(rng)) for local in (1, 2)]
+        assert run_id == run + 1
+        store.close()
+    store = TrackStore(tmp_path / "s.db")
+    tracks = store.tracks()
+    assert len(tracks) == 4 and len(set(pks)) == 4
+    assert [(t.run_id, t.local_id) for t in tracks] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert store.execute("SELECT COUNT(*) FROM samples")[0][0] == 4
+    store.close()
+
+
+def test_embedder_mismatch_is_refused(tmp_path):
+    make_store(tmp_path / "s.db").close()
+    with pytest.raises(StoreError) as e:
+        TrackStore(tmp_path / "s.db", "other-embedder", DIM, {})
+    msg = str(e.value)
+    assert "\n" not in msg and "test-embedder-v1" in msg and "other-embedder" in msg and "--db" in msg
+    with pytest.raises(StoreError, match="32-d"):
+        TrackStore(tmp_path / "s.db", "test-embedder-v1", 64, {})
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a track store"):
+        make_store(junk)
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE x (a)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="not a track store"):
+        make_store(other)
+    with pytest.raises(StoreError, match="no store at"):
+        TrackStore(tmp_path / "missing.db")
+    with pytest.raises(StoreError, match="folder"):
+        make_store(tmp_path)
+    store = make_store(tmp_path / "s.db")
+    with pytest.raises(StoreError, match="start_run"):
+        one = Detections.from_arrays([[0, 0, 1, 1]], [1], track_id=[1])
+        store.record_frame(Frame("cam1", 0, T0, clip_frames()[0]), one)
+    store.start_run()
+    bad = Detections.from_arrays([[0, 0, 1, 1]], [1], track_id=[1], embedding=np.ones((1, 8)))
+    with pytest.raises(StoreError, match="8 dims"):
+        store.add_samples(Frame("cam1", 0, T0, clip_frames()[0]), bad, [0], [b""])
+    store.close()
+
+
+def test_batched_commits_are_visible_to_readers_only_when_committed(tmp_path):
+    rng = np.random.default_rng(2)
+    store = make_store(tmp_path / "s.db", commit_interval=3600)
+    store.start_run()
+    add_track(store, "cam1", 1, 0, 1, unit(rng))
+    assert store.maybe_commit() is False
+    reader = sqlite3.connect(tmp_path / "s.db")
+    assert reader.execute("SELECT COUNT(*) FROM tracks").fetchone()[0] == 0
+    store.commit_interval = 0.0
+    assert store.maybe_commit() is True
+    assert reader.execute("SELECT COUNT(*), SUM(n_boxes) FROM tracks").fetchone() == (1, 3)
+    reader.close()
+    store.close()
+
+
+WRITER = textwrap.dedent("""
+    import itertools, sys
+    import numpy as np
+    from pipeline.store import TrackStore
+    from pipeline.types import Detections, Frame
+    store = TrackStore(sys.argv[1], "test-embedder-v1", 32, {}, commit_interval=0.01)
+    store.start_run({"writer": True})
+    store.add_camera("cam1", "vtest.avi")
+    rng = np.random.default_rng(0)
+    image = np.zeros((8, 8, 3), np.uint8)
+    for f in itertools.count():
+        ids = [3 * (f // 20) + k for k in range(3)]
+        frame = Frame("cam1", f, 1000.0 + f / 10, image)
+        emb = rng.standard_normal((3, 32)).astype(np.float32)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        dets = Detections.from_arrays([[k, k, k + 10, k + 20] for k in range(3)], [0.9] * 3, track_id=ids,
+                                      embedding=emb)
+        store.record_frame(frame, dets)
+        store.add_samples(frame, dets, [0, 1, 2], [b"jpeg-bytes"] * 3)
+        if f % 20 == 19:
+            store.end_tracks("cam1", ids)
+        if store.maybe_commit():
+            print(f, flush=True)
+""")
+
+
+def test_sigkill_mid_write_keeps_committed_work(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    db = tmp_path / "kill.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env)
+    committed = -1
+    guard = threading.Timer(60, proc.kill)  # a writer that hangs fails the test instead of blocking it
+    guard.start()
+    try:
+        for line in proc.stdout:
+            committed = int(line)
+            if committed >= 150:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # mid-batch: the writer never stops writing
+        proc.wait(timeout=30)
+        guard.cancel()
+    assert proc.returncode == -signal.SIGKILL and committed >= 150
+
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    last_frame = con.execute("SELECT MAX(frame) FROM boxes").fetchone()[0]
+    assert last_frame >= committed  # everything reported committed survived
+    # each batch is all-or-nothing: the track rows agree with the boxes and samples committed with them
+    mismatched = con.execute("""
+        SELECT COUNT(*) FROM tracks t WHERE n_boxes != (SELECT COUNT(*) FROM boxes b WHERE b.track_id = t.id)
+           OR n_samples != (SELECT COUNT(*) FROM samples s WHERE s.track_id = t.id)
+           OR end_frame != (SELECT MAX(frame) FROM boxes b WHERE b.track_id = t.id)""").fetchone()[0]
+    assert mismatched == 0
+    assert con.execute("SELECT finished FROM runs").fetchone()[0] is None
+    con.close()
+
+    store = make_store(db)  # opens, then a new run appends and closes the killed run's open tracks
+    assert store.start_run() == 2
+    assert store.tracks(ended=False) == []
+    last = store.tracks()[-1]
+    s = store.samples_of([last.id])
+    mean = s.embedding.mean(0)
+    np.testing.assert_allclose(store.track_embeddings([last.id])[0], mean / np.linalg.norm(mean), atol=1e-5)
+    pk = add_track(store, "cam1", 0, 0, 1, unit(np.random.default_rng(3)))
+    assert store.tracks(run_id=2)[0].id == pk
+    store.close()
