@@ -1,0 +1,507 @@
+"""Camera ingestion: one daemon reader thread per camera feeding a bounded queue of Frames.
+
+Sources (see :class:`pipeline.config.CameraConfig`): video files, image folders, rtsp/http
+URLs and webcam indices. Files and folders are *finite*: the reader blocks when its queue is
+full (no frame is lost), stamps frame ``i`` with ``start_time + i / fps`` and ends with an end
+marker. URLs and webcams are *live*: frames are stamped with wall-clock time, the oldest
+queued frame is dropped when the queue is full (bounded latency, counted in the stats), and
+a stream that fails to open or drops is reopened with exponential back-off while the other
+cameras keep running.
+
+    with MultiCameraReader(cfg.cameras, queue_size=8) as cams:
+        for batch in cams:              # list[Frame], at most one per camera
+            ...
+        cams.stats                      # {camera_id: ReaderStats}
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .config import IMAGE_EXTENSIONS, CameraConfig
+from .types import Frame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDER_FPS = 10.0
+_END = object()  # end-of-stream marker put in a reader's queue
+
+
+class IngestError(RuntimeError):
+    """A camera source that cannot be read at all (raised by ``start()``, names the source)."""
+
+
+@dataclass(frozen=True)
+class ReaderStats:
+    """Counters of one camera reader (a snapshot).
+
+    frames_read: frames decoded or grabbed from the source, stride-skipped ones included.
+    frames_delivered: frames put in the queue.
+    frames_dropped: live sources: queued frames discarded because the consumer was too slow.
+    frames_skipped: image folders: unreadable images skipped.
+    reconnects: live sources: times the connection was re-established after a failure.
+    open_failures: live sources: failed connection attempts.
+    """
+
+    camera_id: str
+    frames_read: int = 0
+    frames_delivered: int = 0
+    frames_dropped: int = 0
+    frames_skipped: int = 0
+    reconnects: int = 0
+    open_failures: int = 0
+    last_error: str | None = None
+    finished: bool = False
+
+
+def seek_frame(cap: cv2.VideoCapture, index: int,
+               reopen: Callable[[], cv2.VideoCapture]) -> cv2.VideoCapture:
+    """Position ``cap`` so that the next read returns frame ``index``.
+
+    Tries ``CAP_PROP_POS_FRAMES`` and verifies the position; if the container cannot seek,
+    reopens the source with ``reopen()`` and grabs (decodes without converting) ``index`` frames.
+    Returns the capture to use (the same or the reopened one).
+    """
+    if index <= 0:
+        return cap
+    if cap.set(cv2.CAP_PROP_POS_FRAMES, index) and int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == index:
+        return cap
+    log.info("seek to frame %d not supported by the container; grabbing frames instead", index)
+    cap.release()
+    cap = reopen()
+    for _ in range(index):
+        if not cap.grab():
+            break
+    return cap
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files of ``folder`` in natural order (frame2 before frame10)."""
+    def key(p: Path):
+        return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=key)
+
+
+class CameraReader:
+    """Reads one camera on a daemon thread into a bounded queue; ``get()`` returns Frames.
+
+    queue_size: max frames waiting (>= 1).
+    run_start: epoch seconds used as ``start_time`` of files/folders that do not set one.
+    backoff_initial / backoff_max: seconds to wait before reconnecting a live source
+    (doubling after each failure, reset after a frame arrives).
+    open_timeout / read_timeout: seconds FFmpeg waits for a URL to connect / deliver a frame.
+    wakeup: an Event set after every queued item (MultiCameraReader waits on it).
+    """
+
+    def __init__(self, camera: CameraConfig, queue_size: int = 8, run_start: float | None = None,
+                 backoff_initial: float = 0.5, backoff_max: float = 10.0,
+                 open_timeout: float = 10.0, read_timeout: float = 5.0,
+                 wakeup: threading.Event | None = None) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.camera = camera
+        self.run_start = time.time() if run_start is None else run_start
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.meta: dict = {"kind": camera.kind, "source": str(camera.source)}
+        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._wakeup = wakeup
+        self._thread: threading.Thread | None = None
+        self._ended = False
+        self._roi_warned = False
+        self._n = dict(frames_read=0, frames_delivered=0, frames_dropped=0, frames_skipped=0,
+                       reconnects=0, open_failures=0)
+        self._last_error: str | None = None
+        self._fps = DEFAULT_FOLDER_FPS
+        self._t0 = self.run_start if camera.start_time is None else camera.start_time
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> ReaderStats:
+        finished = self._thread is not None and not self._thread.is_alive()
+        return ReaderStats(self.camera.id, **self._n, last_error=self._last_error, finished=finished)
+
+    @property
+    def ended(self) -> bool:
+        """True once the last frame has been taken: the source ended (or the reader stopped)."""
+        return self._ended
+
+    def start(self) -> "CameraReader":
+        """Open the source and start the thread. Files/folders that cannot be read raise IngestError."""
+        if self._thread is not None:
+            raise RuntimeError(f"camera '{self.camera.id}': reader already started")
+        kind = self.camera.kind
+        if kind == "file":
+            cap, first = self._open_file()
+            target, args = self._run_finite, (self._file_frames(cap, first),)
+        elif kind == "folder":
+            target, args = self._run_finite, (self._folder_frames(*self._open_folder()),)
+        else:
+            target, args = self._run_live, ()
+        self._thread = threading.Thread(target=target, args=args, daemon=True,
+                                        name=f"camera-{self.camera.id}")
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Ask the thread to stop and wait up to ``timeout`` seconds for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.debug("camera %s: reader still blocked in the source; left as daemon", self.camera.id)
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The next Frame, or None if none arrived within ``timeout`` s or the source ended (see ``ended``)."""
+        if self._thread is None:
+            raise RuntimeError(f"camera '{self.camera.id}': call start() before get()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ended:
+            wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            try:
+                item = self._q.get(timeout=wait) if wait > 0 else self._q.get_nowait()
+            except queue.Empty:
+                gone = self._stop.is_set() or not self._thread.is_alive()
+                if gone and self._q.empty():
+                    self._ended = True
+                elif deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
+            if item is _END:
+                self._ended = True
+                return None
+            return item
+        return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self._ended:
+            frame = self.get()
+            if frame is not None:
+                yield frame
+
+    def __enter__(self) -> "CameraReader":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- finite sources -------------------------------------------------------------------
+
+    def _open_file(self) -> tuple[cv2.VideoCapture, np.ndarray]:
+        cam, path = self.camera, str(self.camera.source)
+        cap = cv2.VideoCapture(path)
+        if not cap.isOpened():
+            raise IngestError(f"camera '{cam.id}': cannot open video file {path}: OpenCV/FFmpeg does "
+                              "not recognise it; check that it is a playable video (e.g. .mp4, .avi)")
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        fps = cam.fps or cap.get(cv2.CAP_PROP_FPS)
+        if not fps or not math.isfinite(fps) or fps <= 0:
+            log.warning("camera %s: %s has no frame rate; assuming %.0f fps (set fps in cams.yaml)",
+                        cam.id, path, DEFAULT_FOLDER_FPS)
+            fps = DEFAULT_FOLDER_FPS
+        self._fps = float(fps)
+        cap = seek_frame(cap, cam.start_frame, lambda: cv2.VideoCapture(path))
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            if cam.start_frame > 0 and 0 < total <= cam.start_frame:
+                raise IngestError(f"camera '{cam.id}': start_frame {cam.start_frame} is past the end of "
+                                  f"{path} ({total} frames); lower start_frame")
+            raise IngestError(f"camera '{cam.id}': cannot decode any frame of video file {path}; "
+                              "the file is corrupt or its codec is not supported by OpenCV's FFmpeg")
+        self._n["frames_read"] += 1
+        self._check_roi(first.shape, path)
+        h, w = first.shape[:2]
+        self.meta.update(fps=self._fps, frame_count=total, width=w, height=h)
+        return cap, first
+
+    def _file_frames(self, cap: cv2.VideoCapture, first: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(source index, image) of the kept frames; stride-skipped frames are grabbed, not decoded."""
+        cam, end = self.camera, self.camera.end_frame
+        total = self.meta.get("frame_count", 0)
+        index, image = cam.start_frame, first
+        try:
+            while True:
+                yield index, image
+                for _ in range(cam.stride):
+                    index += 1
+                    if end is not None and index >= end:
+                        return
+                    ok = cap.grab()
+                    if not ok:
+                        if total and index < total:
+                            self._last_error = f"decoding stopped at frame {index} of {total}"
+                            log.warning("camera %s: %s", cam.id, self._last_error)
+                        return
+                    self._n["frames_read"] += 1
+                ok, image = cap.retrieve()
+                if not ok or image is None:
+                    self._last_error = f"cannot decode frame {index}"
+                    log.warning("camera %s: %s; ending the file here", cam.id, self._last_error)
+                    return
+        finally:
+            cap.release()
+
+    def _open_folder(self) -> tuple[list[Path], range, int, np.ndarray]:
+        """List the folder and decode its first readable image in range (IngestError if none)."""
+        cam, folder = self.camera, str(self.camera.source)
+        files = list_images(folder) if Path(folder).is_dir() else []
+        self._fps = cam.fps or DEFAULT_FOLDER_FPS
+        stop = len(files) if cam.end_frame is None else min(cam.end_frame, len(files))
+        indices = range(cam.start_frame, stop, cam.stride)
+        if not indices:
+            raise IngestError(f"camera '{cam.id}': image folder {folder} has {len(files)} images, none in "
+                              f"start_frame {cam.start_frame} .. end_frame {cam.end_frame}; fix the range")
+        for k, index in enumerate(indices):
+            image = self._imread(files[index])
+            if image is not None:
+                self._check_roi(image.shape, files[index])
+                h, w = image.shape[:2]
+                self.meta.update(fps=self._fps, frame_count=len(files), width=w, height=h)
+                return files, indices[k + 1:], index, image
+        raise IngestError(f"camera '{cam.id}': none of the {len(indices)} images of folder {folder} "
+                          "can be read; check that they are valid JPEG/PNG files")
+
+    def _folder_frames(self, files: list[Path], rest: range, first_index: int,
+                       first: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        yield first_index, first
+        for index in rest:
+            image = self._imread(files[index])
+            if image is not None:
+                yield index, image
+
+    def _imread(self, path: Path) -> np.ndarray | None:
+        """Decode one image; an unreadable one is counted, logged and returned as None."""
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            self._n["frames_skipped"] += 1
+            self._last_error = f"unreadable image {path}"
+            log.warning("camera %s: skipping unreadable image %s", self.camera.id, path)
+            return None
+        self._n["frames_read"] += 1
+        return image
+
+    def _run_finite(self, frames: Iterator[tuple[int, np.ndarray]]) -> None:
+        try:
+            for index, image in frames:
+                if self._stop.is_set():
+                    break
+                image = self._crop(image)
+                if image is None:
+                    continue
+                frame = Frame(self.camera.id, index, self._t0 + index / self._fps, image)
+                if not self._put_blocking(frame):
+                    break
+                self._n["frames_delivered"] += 1
+        except Exception as e:  # noqa: BLE001 - one bad camera must not kill the others
+            self._last_error = f"{type(e).__name__}: {e}"
+            log.exception("camera %s: reader failed", self.camera.id)
+        finally:
+            frames.close()  # type: ignore[attr-defined]
+            self._put_blocking(_END)  # skipped when stopped: get() then ends on an empty queue
+
+    # -- live sources ---------------------------------------------------------------------
+
+    def _open_live(self) -> cv2.VideoCapture | None:
+        src = self.camera.source
+        if isinstance(src, int):
+            cap = cv2.VideoCapture(src)
+        else:
+            cap = cv2.VideoCapture(src, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)])
+        if cap.isOpened():
+            return cap
+        cap.release()
+        return None
+
+    def _run_live(self) -> None:
+        cam = self.camera
+        backoff, index, connected_before = self.backoff_initial, 0, False
+        try:
+            while not self._stop.is_set():
+                cap = self._open_live()
+                if cap is None:
+                    self._n["open_failures"] += 1
+                    self._last_error = f"cannot connect to {cam.source}"
+                else:
+                    if connected_before:
+                        self._n["reconnects"] += 1
+                        log.info("camera %s: reconnected to %s", cam.id, cam.source)
+                    connected_before = True
+                    got = 0
+                    try:
+                        while not self._stop.is_set():
+                            ok, image = cap.read()
+                            if not ok or image is None:
+                                break
+                            stamp = time.time()
+                            self._n["frames_read"] += 1
+                            got += 1
+                            backoff = self.backoff_initial
+                            if index % cam.stride == 0:
+                                cropped = self._crop(image)
+                                if cropped is not None:
+                                    self._put_dropping(Frame(cam.id, index, stamp, cropped))
+                                    self._n["frames_delivered"] += 1
+                            index += 1
+                    finally:
+                        cap.release()
+                    if self._stop.is_set():
+                        break
+                    self._last_error = f"stream {cam.source} dropped after {got} frames"
+                if not cam.reconnect:
+                    log.warning("camera %s: %s; reconnect is off, camera ends", cam.id, self._last_error)
+                    break
+                log.warning("camera %s: %s; retrying in %.1f s", cam.id, self._last_error, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+        except Exception as e:  # noqa: BLE001
+            self._last_error = f"{type(e).__name__}: {e}"
+            log.exception("camera %s: reader failed", cam.id)
+        finally:
+            if not self._stop.is_set():
+                self._put_dropping(_END)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _put_blocking(self, item) -> bool:
+        """Queue ``item``, waiting while the queue is full; False if stopped first."""
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            if self._wakeup is not None:
+                self._wakeup.set()
+            return True
+        return False
+
+    def _put_dropping(self, item) -> bool:
+        """Queue ``item`` now, discarding the oldest queued frame if the queue is full."""
+        while True:
+            try:
+                self._q.put_nowait(item)
+                break
+            except queue.Full:
+                try:
+                    self._q.get_nowait()
+                    self._n["frames_dropped"] += 1
+                except queue.Empty:
+                    pass
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return True
+
+    def _check_roi(self, shape: tuple[int, ...], what: str) -> None:
+        roi = self.camera.roi
+        h, w = shape[:2]
+        if roi is not None and (roi[2] > w or roi[3] > h):
+            raise IngestError(f"camera '{self.camera.id}': roi {list(roi)} does not fit the {w}x{h} frames "
+                              f"of {what}; use x2 <= {w} and y2 <= {h}")
+
+    def _crop(self, image: np.ndarray) -> np.ndarray | None:
+        """Crop to the ROI (clipped to the image, with a warning once); None if nothing is left."""
+        roi = self.camera.roi
+        if roi is None:
+            return image
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = roi
+        cx2, cy2 = min(x2, w), min(y2, h)
+        if (cx2, cy2) != (x2, y2) and not self._roi_warned:
+            self._roi_warned = True
+            log.warning("camera %s: roi %s exceeds the %dx%d frame; clipping it", self.camera.id, list(roi), w, h)
+        if cx2 <= x1 or cy2 <= y1:
+            self._n["frames_skipped"] += 1
+            return None
+        return np.ascontiguousarray(image[y1:cy2, x1:cx2])
+
+
+class MultiCameraReader:
+    """Runs one CameraReader per camera and hands out batches of at most one Frame per camera.
+
+    Iterating yields non-empty batches until every source has ended (live sources run until
+    ``stop()``). ``reader_kwargs`` go to each CameraReader (backoff_initial, read_timeout, ...).
+    """
+
+    def __init__(self, cameras: Sequence[CameraConfig], queue_size: int = 8,
+                 run_start: float | None = None, **reader_kwargs) -> None:
+        if not cameras:
+            raise ValueError("MultiCameraReader needs at least one camera")
+        self.run_start = time.time() if run_start is None else run_start
+        self._wakeup = threading.Event()
+        self.readers: dict[str, CameraReader] = {
+            cam.id: CameraReader(cam, queue_size, self.run_start, wakeup=self._wakeup, **reader_kwargs)
+            for cam in cameras}
+        self._started: list[CameraReader] = []
+
+    @property
+    def stats(self) -> dict[str, ReaderStats]:
+        return {cid: r.stats for cid, r in self.readers.items()}
+
+    @property
+    def finished(self) -> bool:
+        """True when every reader has ended and all their frames were handed out."""
+        return all(r.ended for r in self.readers.values())
+
+    def start(self) -> "MultiCameraReader":
+        """Start all readers; if one cannot be opened (IngestError), stop the others and re-raise."""
+        try:
+            for r in self.readers.values():
+                r.start()
+                self._started.append(r)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop every reader; waits at most ``timeout`` seconds in total."""
+        for r in self._started:
+            r._stop.set()
+        deadline = time.monotonic() + timeout
+        for r in self._started:
+            r.stop(max(0.0, deadline - time.monotonic()))
+
+    def next_batch(self, timeout: float = 1.0) -> list[Frame]:
+        """Frames available now, at most one per camera; waits up to ``timeout`` s for the first.
+
+        Returns [] on timeout or when ``finished``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self._wakeup.clear()
+            batch = []
+            for r in self.readers.values():
+                if not r.ended:
+                    frame = r.get(timeout=0)
+                    if frame is not None:
+                        batch.append(frame)
+            remaining = deadline - time.monotonic()
+            if batch or self.finished or remaining <= 0:
+                return batch
+            self._wakeup.wait(min(remaining, 0.1))
+
+    def __iter__(self) -> Iterator[list[Frame]]:
+        while not self.finished:
+            batch = self.next_batch(timeout=0.5)
+            if batch:
+                yield batch
+
+    def __enter__(self) -> "MultiCameraReader":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
