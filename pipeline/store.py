@@ -7,7 +7,7 @@ WAL journal makes each commit all-or-nothing). One run writes a store at a time;
 export) may open it while a run is writing.
 
 Embeddings are float32 L2-normalised vectors stored as BLOBs; search keeps them in a numpy
-matrix in RAM and filters rows in SQL (see /work/shared/MEASURED.md: exact search over
+matrix in RAM and filters rows in SQL (see ../shared/MEASURED.md: exact search over
 SQL-filtered rows beats ANN indexes under selective camera/time filters).
 Times are seconds since the Unix epoch (UTC); frames are 0-based source frame indices.
 

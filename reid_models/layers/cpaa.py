@@ -1,7 +1,7 @@
 """Channel Point Affinity Attention (CPAA) of the MFA re-ID network (2024).
 
 The MFA paper's extracted text lost the CPAA formulas; this is the reading settled in
-/work/shared/papers/README.md: channel-wise self-attention first, then spatial (point-wise)
+../shared/papers/README.md: channel-wise self-attention first, then spatial (point-wise)
 self-attention, each added back through a learned residual scale initialised to 0, so a
 fresh CPAA is the identity and ImageNet features pass through unchanged at the start.
 """

@@ -1,0 +1,339 @@
+"""Strict YAML training recipes: one file per network, read once at the entry point.
+
+A recipe has the sections ``model``, ``input``, ``augment``, ``sampler``, ``optimizer``,
+``schedule``, ``loss`` and ``eval`` (plus an optional ``paper`` string and ``seed``). Every
+section becomes a frozen dataclass; an unknown key, a missing required key or a value of the
+wrong type is a :class:`ConfigError` naming the file, the key path and the allowed keys.
+
+    cfg = load_config("configs/reid/bot_r50.yaml")
+    cfg.optimizer.lr, cfg.sampler.batch_size, cfg.loss.as_dict()
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ConfigError(ValueError):
+    """A recipe file that does not match the schema (one line: file, key path, fix)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``name``: registry name; ``kwargs``: passed to ``create_model`` (checked by the factory)."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Crop size (H, W) in pixels and the per-channel normalisation (RGB, 0..1 scale)."""
+
+    size: tuple[int, int] = (256, 128)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Train-time augmentation: flip probability, zero padding (px) before the random crop back
+    to ``input.size`` (0 = no pad/crop), random-erasing probability (0 = off)."""
+
+    flip: float = 0.5
+    pad: int = 10
+    random_erasing: float = 0.5
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """P x K batches: ``batch_size`` = P identities x ``num_instances`` (K) images each."""
+
+    batch_size: int = 64
+    num_instances: int = 4
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """``name``: sgd | adam | adamw. ``bias_lr_factor`` multiplies the lr of bias parameters."""
+
+    name: str
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    bias_lr_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Per-epoch lr schedule: linear warm-up from ``warmup_factor * lr`` over ``warmup_epochs``,
+    then ``step`` (x ``gamma`` at each of ``milestones``) or ``cosine`` (down to ``min_lr``)."""
+
+    epochs: int
+    warmup_epochs: int = 0
+    warmup_factor: float = 0.1
+    type: str = "step"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+
+@dataclass(frozen=True)
+class CETerm:
+    """Softmax cross-entropy on linear logits; ``label_smooth`` epsilon (0 = none)."""
+
+    weight: float = 1.0
+    label_smooth: float = 0.1
+
+
+@dataclass(frozen=True)
+class ArcFaceTerm:
+    """Additive angular margin on cosine logits: cos(theta + margin) * scale."""
+
+    weight: float = 1.0
+    margin: float = 0.5
+    scale: float = 64.0
+    label_smooth: float = 0.0
+
+
+@dataclass(frozen=True)
+class CircleTerm:
+    """Circle-softmax on cosine logits (relaxation ``margin``, scale ``gamma``)."""
+
+    weight: float = 1.0
+    margin: float = 0.25
+    gamma: float = 64.0
+    label_smooth: float = 0.0
+
+
+@dataclass(frozen=True)
+class TripletTerm:
+    """Batch-hard triplet; ``margin: null`` = soft-margin (log(1 + exp(d_ap - d_an)));
+    ``normalize``: L2-normalise the features first."""
+
+    weight: float = 1.0
+    margin: float | None = 0.3
+    normalize: bool = False
+
+
+@dataclass(frozen=True)
+class CenterTerm:
+    """Center loss; its centres train with their own SGD optimizer at ``lr``."""
+
+    weight: float = 5e-4
+    lr: float = 0.5
+
+
+@dataclass(frozen=True)
+class GLATerm:
+    """MFA's global-local aligned loss; ``detach_stripes``: the stripes guide, get no gradient."""
+
+    weight: float = 1.0
+    detach_stripes: bool = True
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The ``loss`` section: each present term is one loss; absent terms are off."""
+
+    ce: CETerm | None = None
+    arcface: ArcFaceTerm | None = None
+    circle: CircleTerm | None = None
+    triplet: TripletTerm | None = None
+    center: CenterTerm | None = None
+    gla: GLATerm | None = None
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """``{term: {key: value}}`` for ``losses.build_criterion`` (absent terms left out)."""
+        return {f.name: dataclasses.asdict(getattr(self, f.name))
+                for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluate every ``every`` epochs (and after the last); ``rerank`` adds k-reciprocal
+    re-ranked metrics; ``flip`` averages the embedding of the image and its mirror."""
+
+    every: int = 10
+    rerank: bool = True
+    flip: bool = False
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole recipe."""
+
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    loss: LossConfig
+    input: InputConfig = InputConfig()
+    augment: AugmentConfig = AugmentConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    eval: EvalConfig = EvalConfig()
+    paper: str = ""
+    seed: int = 0
+
+
+_CHOICES = {"optimizer.name": ("sgd", "adam", "adamw"), "schedule.type": ("step", "cosine")}
+
+
+def _fail(source: str, path: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"{source}: {path}: {message}")
+
+
+def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert (lists -> tuples, int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], source, path)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        return _build(tp, value, source, path)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            _fail(source, path, f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], source, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            _fail(source, path, f"expected {len(args)} values, got {len(value)} ({value!r})")
+        return tuple(_convert(v, a, source, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            _fail(source, path, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(source, path, f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(source, path, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(source, path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(source, path, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {path}")  # programming error, not user input
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from mapping ``data``, rejecting unknown and missing keys."""
+    where = prefix or "top level"
+    if not isinstance(data, dict):
+        _fail(source, where, f"expected a mapping with keys {', '.join(f.name for f in dataclasses.fields(cls))}, "
+                             f"got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            _fail(source, path, f"unknown key; allowed keys in {where}: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                _fail(source, path, "missing required key")
+            continue
+        value = _convert(data[name], hints[name], source, path)
+        if path in _CHOICES and value not in _CHOICES[path]:
+            _fail(source, path, f"{value!r} is not one of {', '.join(_CHOICES[path])}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check(cfg: TrainConfig, source: str) -> None:
+    """Cross-field checks a type check cannot do."""
+    if cfg.sampler.batch_size % cfg.sampler.num_instances:
+        _fail(source, "sampler.batch_size", f"{cfg.sampler.batch_size} is not a multiple of "
+                                            f"sampler.num_instances={cfg.sampler.num_instances} (P x K batches)")
+    classifiers = [t for t in ("ce", "arcface", "circle") if getattr(cfg.loss, t) is not None]
+    if len(classifiers) != 1:
+        _fail(source, "loss", f"needs exactly one of ce, arcface, circle (the identity loss), got {classifiers}")
+    if cfg.schedule.epochs < 1:
+        _fail(source, "schedule.epochs", "must be >= 1")
+    if cfg.schedule.warmup_epochs >= cfg.schedule.epochs:
+        _fail(source, "schedule.warmup_epochs", "must be smaller than schedule.epochs")
+    if cfg.eval.every < 1:
+        _fail(source, "eval.every", "must be >= 1")
+    if min(cfg.input.size) < 16:
+        _fail(source, "input.size", f"{list(cfg.input.size)} is too small (H W in pixels, e.g. [256, 128])")
+
+
+def config_from_dict(data: Any, source: str = "<config>") -> TrainConfig:
+    """Build a :class:`TrainConfig` from a parsed YAML mapping; ``source`` names it in errors."""
+    cfg = _build(TrainConfig, data, source, "")
+    _check(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a recipe YAML. Missing file or bad YAML -> ConfigError (one line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config not found: {path} (pass one of configs/reid/*.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML: {first}") from exc
+    return config_from_dict(data, str(path))
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain nested dict (lists for tuples, absent losses dropped) that ``config_from_dict`` reads back."""
+    def plain(x: Any) -> Any:
+        if isinstance(x, (tuple, list)):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+
+    data = plain(dataclasses.asdict(cfg))
+    data["loss"] = {k: v for k, v in data["loss"].items() if v is not None}
+    return data
+
+
+def override(cfg: TrainConfig, assignments: list[str], source: str = "--set") -> TrainConfig:
+    """Copy of ``cfg`` with ``KEY=VALUE`` assignments applied (dotted key paths, YAML values),
+    e.g. ``["model.kwargs.rpp=true", "schedule.epochs=10"]``; validated like the file."""
+    data = config_to_dict(cfg)
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: expected KEY=VALUE such as schedule.epochs=10, got {text!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: {'.'.join(parents[:depth + 1])} is a value, not a section ({text!r})")
+            node = child
+        node[leaf] = value
+    return config_from_dict(data, source)

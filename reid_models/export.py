@@ -1,0 +1,154 @@
+"""Export a trained re-ID checkpoint's embedding network to ONNX and check it against PyTorch.
+
+    python -m reid_models.export --checkpoint runs/reid/bot_r50-market1501/best.pt --format onnx \
+        [--output model.onnx] [--opset 17] [--dynamic-batch] [--tolerance 1e-3]
+
+The exported graph maps ``images`` (B, 3, H, W) float32, ImageNet-normalised RGB at the
+checkpoint's input size, to ``embedding`` (B, D) float32 (the eval-mode ReIDOutput.embedding).
+The model's name, input size, mean/std and embedding size are stored as ONNX metadata.
+onnxruntime then runs the file on a batch and the max abs difference to PyTorch is printed; the
+command exits with status 1 when it is above the tolerance.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_model
+
+_adaptive_avg_pool2d = F.adaptive_avg_pool2d
+
+
+def _adaptive_avg_pool2d_by_slices(x: torch.Tensor, output_size) -> torch.Tensor:
+    """F.adaptive_avg_pool2d written as fixed slices (same bins: floor(i*H/oh) .. ceil((i+1)*H/oh)).
+
+    The TorchScript ONNX exporter rejects adaptive pooling whose output size does not divide the
+    input size (PCB's 6 stripes of an 8-row map); at a fixed input size these slices export.
+    x (B, C, H, W) -> (B, C, oh, ow).
+    """
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    oh, ow = oh or height, ow or width
+    if height % oh == 0 and width % ow == 0:
+        return _adaptive_avg_pool2d(x, (oh, ow))
+    rows = [(i * height // oh, math.ceil((i + 1) * height / oh)) for i in range(oh)]
+    cols = [(j * width // ow, math.ceil((j + 1) * width / ow)) for j in range(ow)]
+    cells = [torch.stack([x[..., r0:r1, c0:c1].mean(dim=(-2, -1)) for c0, c1 in cols], dim=-1) for r0, r1 in rows]
+    return torch.stack(cells, dim=-2)
+
+
+@contextlib.contextmanager
+def _exportable_adaptive_pooling() -> Iterator[None]:
+    """Within the block, F.adaptive_avg_pool2d uses :func:`_adaptive_avg_pool2d_by_slices`."""
+    F.adaptive_avg_pool2d = _adaptive_avg_pool2d_by_slices
+    try:
+        yield
+    finally:
+        F.adaptive_avg_pool2d = _adaptive_avg_pool2d
+
+
+class EmbeddingModel(nn.Module):
+    """Wrap a re-ID network so that forward returns the embedding tensor only: (B,3,H,W) -> (B,D)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images).embedding
+
+
+def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path, *, opset: int = 17,
+                dynamic_batch: bool = False, batch_size: int = 1, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``EmbeddingModel(model)`` as ONNX (TorchScript-based exporter) with input ``images``
+    (batch_size or dynamic, 3, H, W) and output ``embedding``; ``metadata`` goes into metadata_props."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = EmbeddingModel(model).cpu()
+    dummy = torch.zeros(batch_size, 3, *input_size).normal_()
+    axes = {"images": {0: "batch"}, "embedding": {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings(), torch.no_grad(), _exportable_adaptive_pooling():
+        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
+        torch.onnx.export(wrapper, (dummy,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=["embedding"], dynamic_axes=axes,
+                          do_constant_folding=True)
+    if metadata:
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        onnx.save(proto, str(path))
+    return path
+
+
+def onnx_max_abs_diff(path: str | Path, model: nn.Module, images: torch.Tensor) -> float:
+    """Max |onnxruntime - PyTorch| over the embeddings of ``images`` (B, 3, H, W) on the CPU.
+
+    (An untrained network whose BatchNorm running statistics were never updated can give
+    embeddings of ~1e8 in eval mode; compare such differences with the embedding's size.)
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(["embedding"], {"images": images.numpy().astype(np.float32)})
+    with torch.no_grad():
+        torch_out = EmbeddingModel(model).cpu()(images).numpy()
+    if onnx_out.shape != torch_out.shape:
+        raise RuntimeError(f"ONNX output shape {onnx_out.shape} != PyTorch {torch_out.shape}")
+    return float(np.abs(onnx_out - torch_out).max())
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Export a re-ID checkpoint to ONNX with a parity check",
+                                     add_help=add_help)
+    parser.add_argument("--checkpoint", required=True, help="a .pt written by reid_models.train")
+    parser.add_argument("--format", default="onnx", choices=("onnx",))
+    parser.add_argument("--output", default=None, help="output file (default: the checkpoint path with .onnx)")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--dynamic-batch", action="store_true", help="variable batch size (default: fixed)")
+    parser.add_argument("--batch-size", type=int, default=4, help="batch of the export and of the parity check")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (default 1e-3)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> float:
+    """Export, check, print; returns the max abs difference. SystemExit(1) above the tolerance."""
+    model, info = load_model(args.checkpoint, "cpu")
+    input_size = tuple(info["input_size"])
+    output = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".onnx")
+    config = info.get("config") or {}
+    metadata = {"model": info["model"], "input_size": json.dumps(list(input_size)),
+                "mean": json.dumps(config.get("input", {}).get("mean", [0.485, 0.456, 0.406])),
+                "std": json.dumps(config.get("input", {}).get("std", [0.229, 0.224, 0.225])),
+                "embedding_dim": str(getattr(model, "embedding_dim", ""))}
+    export_onnx(model, input_size, output, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                batch_size=args.batch_size, metadata=metadata)
+    check_batch = args.batch_size + 1 if args.dynamic_batch else args.batch_size
+    images = torch.Generator().manual_seed(0)
+    images = torch.randn(check_batch, 3, *input_size, generator=images)
+    diff = onnx_max_abs_diff(output, model, images)
+    status = "OK" if diff <= args.tolerance else "FAILED"
+    print(f"exported {info['model']} -> {output} (opset {args.opset}, input {check_batch}x3x{input_size[0]}x"
+          f"{input_size[1]}{', dynamic batch' if args.dynamic_batch else ''})")
+    print(f"onnxruntime vs PyTorch: max abs difference {diff:.3g} (tolerance {args.tolerance:g}) {status}")
+    if diff > args.tolerance:
+        raise SystemExit(1)
+    return diff
+
+
+if __name__ == "__main__":
+    from .train import run_cli
+
+    run_cli(main, get_args_parser().parse_args())
