@@ -1,6 +1,7 @@
 """Shared pytest fixtures (keep each one small and documented)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,58 @@ def vtest_path() -> Path:
     path = REPO / "streams" / "vtest.avi"
     assert path.is_file(), f"missing real demo clip {path}; see streams/README.md"
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A real pipeline run shared by tests/pipeline/test_runner.py, test_cli.py and test_annotate.py:
+# streams/demo.yaml's settings on 60 frames per camera around the north/south split of the clip.
+# ---------------------------------------------------------------------------------------------
+os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach for the network from tests
+os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+
+DEMO_WINDOW = {"north": (340, 400), "south": (400, 460)}  # source frames [start, end) per camera
+
+
+@pytest.fixture(scope="session")
+def make_demo_yaml():
+    """``make_demo_yaml(path, window=DEMO_WINDOW, db=None, **extra)`` writes a cams.yaml that is
+    streams/demo.yaml with each camera's frame range replaced by ``window[camera]`` (cameras not
+    in ``window`` are dropped), the store at ``db`` (default: beside the YAML) and top-level
+    ``extra`` keys merged in. Returns the path."""
+    import yaml
+
+    def make(path: Path, window: dict = DEMO_WINDOW, db: Path | None = None, **extra) -> Path:
+        data = yaml.safe_load((REPO / "streams" / "demo.yaml").read_text())
+        cams = []
+        for cam in data["cameras"]:
+            if cam["id"] in window:
+                cam.update(source=str(REPO / "streams" / cam["source"]), start_frame=window[cam["id"]][0],
+                           end_frame=window[cam["id"]][1])
+                cams.append(cam)
+        data["cameras"] = cams
+        keep = set(window)
+        data["association"]["transit"] = [r for r in data["association"].get("transit", [])
+                                          if set(r["cameras"]) <= keep]
+        data["store"]["path"] = str(db if db is not None else Path(path).with_suffix(".db"))
+        for key, value in extra.items():
+            data[key] = value
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_run(make_demo_yaml, tmp_path_factory):
+    """One real run (bundled detector, ByteTracker, ImageNet MobileNetV2, SQLite store, association,
+    --save-video) over DEMO_WINDOW. Returns a namespace: yaml, db, summary (RunSummary), video_dir."""
+    from types import SimpleNamespace
+
+    from pipeline.runner import run_pipeline
+
+    root = tmp_path_factory.mktemp("demo_run")
+    cams = make_demo_yaml(root / "cams.yaml", db=root / "demo.db")
+    summary = run_pipeline(cams, device="cpu", save_video=root / "video", progress=False)
+    return SimpleNamespace(yaml=cams, db=root / "demo.db", summary=summary, video_dir=root / "video")

@@ -1,0 +1,156 @@
+"""Drawing tracked boxes with their local and global ids, and writing one annotated MP4 per camera.
+
+Global identities are given to tracks when they end (see associate.py), so a frame drawn the
+moment it is seen could only show ids of people seen before. ``AnnotatedVideoWriter`` therefore
+keeps the last ``delay`` frames of each camera (JPEG-compressed, about 50 KB each at 768x576) and
+draws a frame only when it leaves that buffer or at ``close()``, after the final association:
+every box then carries the global id known at that time.
+"""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from .types import Detections, Frame
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def color_for(key: int) -> tuple[int, int, int]:
+    """A stable, saturated BGR colour for an integer id (golden-ratio hue steps)."""
+    hue = int((key * 0.618033988749895 % 1.0) * 180)
+    hsv = np.uint8([[[hue, 220, 255]]])
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def _label(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], scale: float) -> None:
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    y = max(y, th + base + 1)
+    cv2.rectangle(image, (x, y - th - base - 1), (x + tw + 2, y), color, -1)
+    cv2.putText(image, text, (x + 1, y - base), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_tracks(image: np.ndarray, tracks: Detections, global_ids: Mapping[int, int] | None = None,
+                header: str | None = None) -> np.ndarray:
+    """A copy of ``image`` (H, W, 3) BGR with each tracked box (track_id >= 0) drawn and labelled.
+
+    Labels read ``<local id>`` or ``<local id> G<global id>`` when ``global_ids`` maps the local id;
+    boxes are coloured by global id when known, else by local id. ``header`` is written top-left.
+    """
+    out = image.copy()
+    scale = max(0.4, min(out.shape[:2]) / 1200)
+    thick = max(1, round(min(out.shape[:2]) / 400))
+    global_ids = global_ids or {}
+    for (x1, y1, x2, y2), local in zip(tracks.xyxy.astype(int), tracks.track_id):
+        if local < 0:
+            continue
+        gid = global_ids.get(int(local))
+        color = color_for(gid * 7 + 3) if gid is not None else color_for(int(local))
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
+        _label(out, f"{local}" if gid is None else f"{local} G{gid}", x1, y1, color, scale)
+    if header:
+        _label(out, header, 0, 0, (255, 255, 255), scale)
+    return out
+
+
+def frame_header(frame: Frame) -> str:
+    """'<camera>  #<index>  <UTC time>' for the top-left corner of a frame."""
+    t = dt.datetime.fromtimestamp(frame.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-5]
+    return f"{frame.camera_id}  #{frame.index}  {t}Z"
+
+
+@dataclass
+class _Pending:
+    frame: Frame            # image replaced by an empty array; the pixels are in `jpeg`
+    jpeg: bytes
+    tracks: Detections
+
+
+@dataclass
+class AnnotatedVideoWriter:
+    """Writes ``<out_dir>/<camera_id>.mp4`` (codec mp4v) with tracked boxes and ids, one per camera.
+
+    fps: frames per second of the written files, per camera id (default 10).
+    delay: frames held back per camera so that global ids assigned later are drawn (0 = draw at once).
+    ``global_ids`` maps (camera_id, local track id) -> global id; the caller refreshes it
+    with :meth:`update_global_ids` after each association.
+    """
+
+    out_dir: str | Path
+    fps: Mapping[str, float] = field(default_factory=dict)
+    delay: int = 600
+    jpeg_quality: int = 92
+    global_ids: dict[tuple[str, int], int] = field(default_factory=dict)
+    _buffers: dict[str, collections.deque] = field(default_factory=dict, repr=False)
+    _writers: dict[str, cv2.VideoWriter] = field(default_factory=dict, repr=False)
+    _sizes: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    frames_written: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, camera_id: str) -> Path:
+        return Path(self.out_dir) / f"{camera_id}.mp4"
+
+    def update_global_ids(self, mapping: Mapping[tuple[str, int], int]) -> None:
+        """Merge in (camera_id, local id) -> global id pairs learnt from the store."""
+        self.global_ids.update(mapping)
+
+    def write(self, frame: Frame, tracks: Detections) -> None:
+        """Queue one frame with its tracked boxes; draws and writes the oldest beyond ``delay``."""
+        if self.delay <= 0:
+            self._emit(frame, frame.image, tracks)
+            return
+        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise RuntimeError(f"camera {frame.camera_id}: cannot JPEG-encode frame {frame.index}")
+        stub = Frame(frame.camera_id, frame.index, frame.timestamp, np.zeros((0, 0, 3), np.uint8))
+        buf = self._buffers.setdefault(frame.camera_id, collections.deque())
+        buf.append(_Pending(stub, jpeg.tobytes(), tracks))
+        while len(buf) > self.delay:
+            self._emit_pending(buf.popleft())
+
+    def flush(self) -> None:
+        """Draw and write every held-back frame (call after the last association)."""
+        for buf in self._buffers.values():
+            while buf:
+                self._emit_pending(buf.popleft())
+
+    def close(self) -> dict[str, Path]:
+        """Flush, finish the files and return {camera_id: path} of the videos written."""
+        self.flush()
+        for w in self._writers.values():
+            w.release()
+        out = {cam: self.path(cam) for cam in self._writers}
+        self._writers.clear()
+        return out
+
+    def _emit_pending(self, p: _Pending) -> None:
+        image = cv2.imdecode(np.frombuffer(p.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        self._emit(p.frame, image, p.tracks)
+
+    def _emit(self, frame: Frame, image: np.ndarray, tracks: Detections) -> None:
+        cam = frame.camera_id
+        gids = {int(t): g for t in tracks.track_id if (g := self.global_ids.get((cam, int(t)))) is not None}
+        drawn = draw_tracks(image, tracks, gids, frame_header(frame))
+        writer = self._writers.get(cam)
+        if writer is None:
+            h, w = drawn.shape[:2]
+            fps = float(self.fps.get(cam, 10.0)) if isinstance(self.fps, Mapping) else float(self.fps)
+            writer = cv2.VideoWriter(str(self.path(cam)), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            if not writer.isOpened():
+                raise RuntimeError(f"cannot open a video writer for {self.path(cam)} (mp4v codec missing "
+                                   f"from this OpenCV build?)")
+            self._writers[cam], self._sizes[cam] = writer, (w, h)
+        if (drawn.shape[1], drawn.shape[0]) != self._sizes[cam]:  # a live source changed resolution
+            drawn = cv2.resize(drawn, self._sizes[cam])
+        writer.write(drawn)
+        self.frames_written[cam] = self.frames_written.get(cam, 0) + 1

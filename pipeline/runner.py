@@ -1,0 +1,327 @@
+"""The run loop: cameras -> detection -> tracking -> sampling + embedding -> store -> association.
+
+    summary = run_pipeline(load_config("streams/demo.yaml"))
+    print(summary.format())
+
+Each loop step takes the frames the cameras have ready (at most one per camera), detects
+persons in all of them in one batch, updates each camera's own tracker, embeds the few
+sampled boxes of all cameras in one batch, and records boxes, samples and finished tracks in
+the store, which commits every ``store.commit_interval`` seconds. Every ``associate_every``
+seconds of stream time (and at the end) ended tracks are linked into global identities.
+Ctrl-C or an error stops the readers, commits what was recorded and closes the store before the
+exception propagates, so nothing committed is lost.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .annotate import AnnotatedVideoWriter
+from .associate import CrossCameraAssociator
+from .config import PipelineConfig, config_to_dict, load_config
+from .detect import PersonDetector
+from .embed import Embedder, TrackSampler, crop_boxes
+from .ingest import MultiCameraReader
+from .store import TrackStore
+from .track import ByteTracker
+from .types import Frame
+
+STAGES = ("read", "detect", "track", "embed", "store", "associate")
+
+
+@dataclass
+class StageTimer:
+    """Accumulated wall seconds per stage; ``ms_per_frame`` divides by the frames processed."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+
+    def add(self, stage: str, t0: float) -> float:
+        """Charge ``now - t0`` to ``stage``; returns now (the next stage's t0)."""
+        now = time.perf_counter()
+        self.seconds[stage] += now - t0
+        return now
+
+    def ms_per_frame(self) -> dict[str, float]:
+        n = max(self.frames, 1)
+        return {k: 1000.0 * v / n for k, v in self.seconds.items()}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did. frames: frames processed over all cameras; seconds: wall time of the frame loop
+    and final association (setup_seconds: loading models, opening cameras); fps: frames / seconds;
+    stage_ms: milliseconds per frame for each stage; tracks/samples: rows this run wrote;
+    identities: global identities holding this run's tracks; cross_camera: those seen on >= 2 cameras."""
+
+    db_path: str
+    run_id: int
+    cameras: tuple[str, ...]
+    frames: int
+    seconds: float
+    setup_seconds: float
+    stage_ms: dict[str, float]
+    tracks: int
+    samples: int
+    identities: int
+    cross_camera: int
+    interrupted: bool = False
+    videos: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        """A few human-readable lines: totals, then per-stage ms per frame."""
+        stages = "  ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
+        lines = [f"{'interrupted' if self.interrupted else 'finished'} run {self.run_id} -> {self.db_path}",
+                 f"{self.frames} frames from {len(self.cameras)} camera(s) in {self.seconds:.1f} s "
+                 f"(+ {self.setup_seconds:.1f} s start-up): {self.fps:.2f} frames/s",
+                 f"ms per frame: {stages}",
+                 f"{self.tracks} tracks, {self.samples} samples, {self.identities} global identities, "
+                 f"{self.cross_camera} seen on more than one camera"]
+        lines += [f"video {cam}: {path}" for cam, path in self.videos.items()]
+        return "\n".join(lines)
+
+
+def _expected_frames(meta: dict, cam, max_frames: int | None) -> int | None:
+    """Frames a file/folder camera will deliver (None for live sources or unknown length)."""
+    total = meta.get("frame_count") or 0
+    if cam.is_live or not total:
+        return max_frames
+    stop = total if cam.end_frame is None else min(total, cam.end_frame)
+    n = len(range(cam.start_frame, stop, cam.stride))
+    return n if max_frames is None else min(n, max_frames)
+
+
+def thumbnail_jpeg(crop: np.ndarray, height: int, quality: int = 85) -> bytes:
+    """JPEG bytes of a crop resized to ``height`` pixels (aspect kept)."""
+    h, w = crop.shape[:2]
+    width = max(1, round(w * height / max(h, 1)))
+    small = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("cannot JPEG-encode a thumbnail")
+    return buf.tobytes()
+
+
+class Runner:
+    """One pipeline run over the cameras of a config (see module docstring). Use :func:`run_pipeline`."""
+
+    def __init__(self, config: PipelineConfig, db_path: str | Path | None = None, device: str = "auto",
+                 max_frames: int | None = None, save_video: str | Path | None = None, progress: bool = True,
+                 associate_every: float = 5.0) -> None:
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.cfg = config
+        self.db_path = Path(db_path if db_path is not None else config.store.path)
+        self.device, self.max_frames, self.progress = device, max_frames, progress
+        self.save_video = None if save_video is None else Path(save_video)
+        self.associate_every = float(associate_every)
+        self.timer = StageTimer()
+        self.summary: RunSummary | None = None  # set when run() ends, also when it ends by an exception
+
+    def _build(self) -> None:
+        cfg, d = self.cfg, self.cfg.detector
+        self.embedder = Embedder(cfg.embedder.checkpoint, self.device, cfg.embedder.batch_size)
+        self.detector = PersonDetector(d.weights, d.person_classes, d.confidence, d.iou, d.imgsz,
+                                       device=self.device, half=d.half)
+        self.sampler = TrackSampler.from_config(cfg.embedder)
+        self.associator = CrossCameraAssociator(cfg.association)
+        self.store = TrackStore(self.db_path, self.embedder.embedder_id, self.embedder.dim, self.embedder.spec,
+                                commit_interval=cfg.store.commit_interval)
+
+    def run(self) -> RunSummary:
+        t_start = time.perf_counter()
+        self._build()
+        store, cfg = self.store, self.cfg
+        t_loop = time.perf_counter()
+        interrupted = False
+        reader = None
+        bar = None
+        videos: dict[str, str] = {}
+        self.writer = None
+        try:
+            self.run_id = store.start_run(config_to_dict(cfg))
+            reader = MultiCameraReader(cfg.cameras).start()
+            fps = {}
+            self.trackers: dict[str, ByteTracker] = {}
+            expected = []
+            for cam in cfg.cameras:
+                meta = reader.readers[cam.id].meta
+                store.add_camera(cam.id, str(cam.source), meta)
+                fps[cam.id] = float(meta.get("fps") or 10.0) / cam.stride
+                self.trackers[cam.id] = ByteTracker(cfg.tracker, frame_rate=fps[cam.id])
+                expected.append(_expected_frames(meta, cam, self.max_frames))
+            if self.save_video is not None:
+                self.writer = AnnotatedVideoWriter(self.save_video, fps=fps)
+            self._warmup([reader.readers[c.id].meta for c in cfg.cameras])
+            t_loop = time.perf_counter()
+            if self.progress:
+                from tqdm import tqdm
+
+                total = None if any(e is None for e in expected) else sum(expected)
+                bar = tqdm(total=total, unit="frame", desc="run", dynamic_ncols=True, file=sys.stderr)
+            self._loop(reader, bar)
+            self._finish_cameras(list(self.trackers))
+            t0 = time.perf_counter()
+            self.associator.link(store)
+            self.timer.add("associate", t0)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if reader is not None:
+                reader.stop()
+            try:
+                if self.writer is not None:
+                    self._refresh_global_ids()
+                    videos = {c: str(p) for c, p in self.writer.close().items()}
+            finally:
+                self.summary = self._summary(time.perf_counter() - t_loop, t_loop - t_start, interrupted, videos)
+                store.close()
+        return self.summary
+
+    # ------------------------------------------------------------------ loop
+    def _loop(self, reader: MultiCameraReader, bar) -> None:
+        timer, store = self.timer, self.store
+        counts: dict[str, int] = defaultdict(int)
+        done: set[str] = set()
+        last_assoc = -math.inf
+        t0 = time.perf_counter()
+        while not reader.finished:
+            batch = reader.next_batch(timeout=0.5)
+            if self.max_frames is not None:
+                batch = [f for f in batch if counts[f.camera_id] < self.max_frames]
+            for f in batch:
+                counts[f.camera_id] += 1
+            t0 = timer.add("read", t0)
+            if batch:
+                self._step(batch)
+                timer.frames += len(batch)
+                if bar is not None:
+                    bar.update(len(batch))
+                stream_time = max(f.timestamp for f in batch)
+                t0 = time.perf_counter()
+                if stream_time - last_assoc >= self.associate_every:
+                    if last_assoc > -math.inf:
+                        self.associator.link(store)
+                        self._refresh_global_ids()
+                    last_assoc = stream_time
+                    t0 = timer.add("associate", t0)
+                if bar is not None:
+                    ms = timer.ms_per_frame()
+                    wall = sum(timer.seconds.values())
+                    bar.set_postfix_str(f"{timer.frames / max(wall, 1e-9):.2f} fps | "
+                                        + " ".join(f"{k[:3]} {ms.get(k, 0):.0f}" for k in STAGES) + " ms/frame",
+                                        refresh=False)
+            # cameras that ended (or reached max_frames) finish their tracks so they can be associated
+            ended = [c for c, r in reader.readers.items() if c not in done
+                     and (r.ended or (self.max_frames is not None and counts[c] >= self.max_frames))]
+            if ended:
+                self._finish_cameras(ended)
+                done.update(ended)
+                t0 = time.perf_counter()
+            if self.max_frames is not None and len(done) == len(reader.readers):
+                break
+
+    def _step(self, batch: list[Frame]) -> None:
+        timer, store = self.timer, self.store
+        t0 = time.perf_counter()
+        dets = self.detector([f.image for f in batch])
+        t0 = timer.add("detect", t0)
+        tracked = [self.trackers[f.camera_id].update(d) for f, d in zip(batch, dets)]
+        finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}
+        t0 = timer.add("track", t0)
+
+        rows = [self.sampler.select(f, t) for f, t in zip(batch, tracked)]
+        crops = [crop_boxes(f.image, t.xyxy[r]) for f, t, r in zip(batch, tracked, rows)]
+        flat = [c for cs in crops for c in cs]
+        emb = self.embedder(flat)
+        t0 = timer.add("embed", t0)
+
+        k = 0
+        for f, t, r, cs in zip(batch, tracked, rows, crops):
+            store.record_frame(f, t)
+            if len(r):
+                full = np.zeros((len(t), self.embedder.dim), np.float32)
+                full[r] = emb[k:k + len(r)]
+                k += len(r)
+                thumbs = [thumbnail_jpeg(c, self.cfg.store.thumbnail_height) for c in cs]
+                store.add_samples(f, t.with_(embedding=full), r, thumbs)
+            if finished[f.camera_id]:
+                store.end_tracks(f.camera_id, finished[f.camera_id])
+                self.sampler.forget(f.camera_id, finished[f.camera_id])
+        store.maybe_commit()
+        t0 = timer.add("store", t0)
+        if self.writer is not None:
+            for f, t in zip(batch, tracked):
+                self.writer.write(f, t)
+            timer.add("video", t0)
+
+    def _finish_cameras(self, cameras: list[str]) -> None:
+        t0 = time.perf_counter()
+        for cam in cameras:
+            ids = self.trackers[cam].finish_all()
+            self.store.end_tracks(cam, ids)
+            self.sampler.forget(cam, ids)
+        self.store.commit()
+        self.timer.add("store", t0)
+
+    def _refresh_global_ids(self) -> None:
+        if self.writer is not None and self.store is not None:
+            self.writer.update_global_ids({(t.camera_id, t.local_id): t.global_id
+                                           for t in self.store.tracks(run_id=self.run_id, linked=True)})
+
+    def _warmup(self, metas: list[dict]) -> None:
+        """One throw-away detector batch and embedder call, so stage timings show steady-state cost.
+
+        Ultralytics' predictor set-up pins torch to ``cpu_count - 1`` threads on CPU (half the cores of
+        a 2-core machine); the thread count the process had before is restored afterwards.
+        """
+        threads = torch.get_num_threads()
+        shapes = {(m.get("height"), m.get("width")) for m in metas}
+        shape = next(iter(shapes)) if len(shapes) == 1 and None not in next(iter(shapes)) else None
+        self.detector.warmup(shape, batch=len(metas))
+        torch.set_num_threads(threads)
+        self.embedder([np.zeros((128, 64, 3), np.uint8)])
+
+    def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str]) -> RunSummary:
+        run_id = getattr(self, "run_id", -1)
+        try:
+            self.store.commit()
+            q = self.store.execute
+            tracks, samples = q("SELECT COUNT(*), COALESCE(SUM(n_samples), 0) FROM tracks WHERE run_id=?", (run_id,))[0]
+            ident = q("SELECT global_id, COUNT(DISTINCT camera_id) FROM tracks WHERE global_id IN "
+                      "(SELECT global_id FROM tracks WHERE run_id=? AND global_id IS NOT NULL) "
+                      "GROUP BY global_id", (run_id,))
+        except Exception:  # noqa: BLE001 - the summary must not hide the original error
+            tracks, samples, ident = 0, 0, []
+        ms = self.timer.ms_per_frame()
+        ordered = {k: ms.get(k, 0.0) for k in STAGES} | {k: v for k, v in ms.items() if k not in STAGES}
+        return RunSummary(str(self.db_path), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
+                          seconds, setup, ordered, int(tracks), int(samples), len(ident),
+                          sum(1 for _, n in ident if n >= 2), interrupted, videos)
+
+
+def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",
+                 max_frames: int | None = None, save_video: str | Path | None = None,
+                 progress: bool = True) -> RunSummary:
+    """Run the pipeline over every camera of ``config`` (a PipelineConfig or a cams.yaml path).
+
+    db_path: store file (default: config.store.path). max_frames: stop each camera after this
+    many frames. save_video: folder for one annotated MP4 per camera. Returns a RunSummary.
+    """
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    return Runner(cfg, db_path, device, max_frames, save_video, progress).run()

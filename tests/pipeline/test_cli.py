@@ -1,0 +1,160 @@
+"""``python -m pipeline``: query and export on a real store, one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.__main__ import main, parse_time
+from pipeline.store import TrackStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, YOLO_OFFLINE="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for w in words:
+        assert w in err, err
+
+
+def test_run_with_missing_cams_file(tmp_path):
+    proc = _cli("run", "--cameras", str(tmp_path / "nope.yaml"))
+    _assert_one_line_error(proc, "nope.yaml", "not found")
+
+
+def test_run_with_unknown_yaml_key(make_demo_yaml, tmp_path):
+    cams = make_demo_yaml(tmp_path / "cams.yaml", colour="red")
+    proc = _cli("run", "--cameras", str(cams))
+    _assert_one_line_error(proc, "colour", "unknown key")
+
+
+def test_query_with_missing_db(tmp_path):
+    image = tmp_path / "q.jpg"
+    cv2.imwrite(str(image), np.zeros((64, 32, 3), np.uint8))
+    proc = _cli("query", "--db", str(tmp_path / "none.db"), "--image", str(image))
+    _assert_one_line_error(proc, "none.db")
+
+
+def test_query_with_unreadable_image(demo_run, tmp_path):
+    bad = tmp_path / "suspect.jpg"
+    bad.write_bytes(b"this is not a JPEG")
+    proc = _cli("query", "--db", str(demo_run.db), "--image", str(bad))
+    _assert_one_line_error(proc, "suspect.jpg", "cannot read")
+    proc = _cli("query", "--db", str(demo_run.db), "--image", str(tmp_path / "absent.jpg"))
+    _assert_one_line_error(proc, "absent.jpg", "not found")
+
+
+def test_bad_arguments_are_one_line_too():
+    proc = _cli("export", "--db", "x.db", "--format", "csv", "--out", "o")
+    _assert_one_line_error(proc, "csv")
+    proc = _cli("query", "--db", "x.db", "--image", "q.jpg", "--since", "yesterday")
+    _assert_one_line_error(proc, "yesterday", "ISO-8601")
+
+
+def test_parse_time_accepts_iso_and_epoch():
+    assert parse_time("2024-05-01T10:00:30Z") == 1714557630.0
+    assert parse_time("2024-05-01T12:00:30+02:00") == 1714557630.0
+    assert parse_time("2024-05-01T10:00:30") == 1714557630.0  # naive = UTC
+    assert parse_time("1714557630.5") == 1714557630.5
+
+
+def _long_track_crop(db: Path, vtest: Path):
+    """A box of the longest sampled track, at a frame that is not one of its samples, cut from the clip."""
+    with TrackStore(db) as store:
+        track = max((t for t in store.tracks() if t.n_samples >= 2), key=lambda t: t.n_boxes)
+        boxes = store.boxes([track.id])
+        sampled = set(store.samples_of([track.id]).frame.tolist())
+    candidates = [i for i, f in enumerate(boxes.frame) if f not in sampled and f - 1 not in sampled]
+    k = candidates[len(candidates) // 2]
+    cap = cv2.VideoCapture(str(vtest))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, int(boxes.frame[k]))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    x1, y1, x2, y2 = boxes.xyxy[k].astype(int)
+    return track, frame[max(y1, 0):y2, max(x1, 0):x2]
+
+
+def test_query_finds_the_person_of_a_crop_first(demo_run, vtest_path, tmp_path, capsys):
+    track, crop = _long_track_crop(demo_run.db, vtest_path)
+    image = tmp_path / "suspect.png"
+    cv2.imwrite(str(image), crop)
+    out = tmp_path / "results"
+    assert main(["query", "--db", str(demo_run.db), "--image", str(image), "--top", "3", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "rank" in table and "results.json" in table
+    result = json.loads((out / "results.json").read_text())["sightings"]
+    assert result[0]["rank"] == 1 and result[0]["track_id"] == track.id
+    assert {s["rank"] for s in result} == {1, 2, 3}
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[0] > 100
+    # camera and time filters
+    other = "south" if track.camera_id == "north" else "north"
+    assert main(["query", "--db", str(demo_run.db), "--image", str(image), "--camera", other, "--out",
+                 str(tmp_path / "r2"), "--device", "cpu"]) == 0
+    cams = {s["camera_id"] for s in json.loads((tmp_path / "r2" / "results.json").read_text())["sightings"]}
+    assert cams == {other}
+    assert main(["query", "--db", str(demo_run.db), "--image", str(image), "--until", "2000-01-01T00:00:00Z",
+                 "--out", str(tmp_path / "r3"), "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "r3" / "results.json").read_text())["sightings"] == []
+
+
+def test_query_box_option_cuts_the_crop_from_a_frame(demo_run, vtest_path, tmp_path):
+    track, _ = _long_track_crop(demo_run.db, vtest_path)
+    with TrackStore(demo_run.db) as store:
+        boxes = store.boxes([track.id])
+    k = len(boxes) // 3
+    cap = cv2.VideoCapture(str(vtest_path))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, int(boxes.frame[k]))
+    frame = cap.read()[1]
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    out = tmp_path / "r"
+    box = [str(float(v)) for v in boxes.xyxy[k]]
+    assert main(["query", "--db", str(demo_run.db), "--image", str(tmp_path / "frame.png"), "--box", *box,
+                 "--top", "1", "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "results.json").read_text())["sightings"][0]["track_id"] == track.id
+
+
+@pytest.mark.parametrize("fmt", ["mot", "mtmc", "reid"])
+def test_export_writes_files(demo_run, tmp_path, fmt, capsys):
+    out = tmp_path / fmt
+    assert main(["export", "--db", str(demo_run.db), "--format", fmt, "--out", str(out)]) == 0
+    assert "exported" in capsys.readouterr().out
+    files = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > 0]
+    if fmt == "mot":
+        assert {p.name for p in files} >= {"north.txt", "south.txt"}
+        first = (out / "north.txt").read_text().splitlines()[0].split(",")
+        assert len(first) == 10 and int(first[0]) >= 1
+    elif fmt == "mtmc":
+        rows = [line.split() for line in (out / "mtmc.txt").read_text().splitlines()]
+        assert rows and all(len(r) == 9 for r in rows)
+        assert len({r[0] for r in rows}) == 2  # both cameras
+    else:
+        jpgs = [p for p in files if p.suffix == ".jpg"]
+        assert len(jpgs) >= 10 and cv2.imread(str(jpgs[0])) is not None
+
+
+def test_bench_prints_a_table_per_camera_count(capsys):
+    assert main(["bench", "--frames", "3", "--cameras", "1", "2", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("pipeline bench: vtest.avi, 3 frames per camera")
+    assert lines[1].split()[:4] == ["cameras", "frames", "seconds", "frames/s"] and "detect" in lines[1]
+    rows = [line.split() for line in lines[3:]]
+    assert [(r[0], r[1]) for r in rows] == [("1", "3"), ("2", "6")]
+    assert all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)  # frames/s, detect ms
