@@ -31,7 +31,9 @@ def read_image(path: str) -> Image.Image:
             return image.convert("RGB")
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist; check the dataset folder") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+        # ImportError: once ultralytics is imported it patches PIL.Image.open to retry unknown
+        # files with an optional HEIF plugin, which fails with ImportError when that is absent.
         raise ImageReadError(
             f"cannot decode image {path} ({exc}); the file is corrupt or truncated: "
             "replace it or re-extract the dataset"
