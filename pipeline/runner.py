@@ -22,7 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from .annotate import AnnotatedVideoWriter
 from .associate import CrossCameraAssociator
@@ -285,16 +284,10 @@ class Runner:
                                            for t in self.store.tracks(run_id=self.run_id, linked=True)})
 
     def _warmup(self, metas: list[dict]) -> None:
-        """One throw-away detector batch and embedder call, so stage timings show steady-state cost.
-
-        Ultralytics' predictor set-up pins torch to ``cpu_count - 1`` threads on CPU (half the cores of
-        a 2-core machine); the thread count the process had before is restored afterwards.
-        """
-        threads = torch.get_num_threads()
+        """One throw-away detector batch and embedder call, so stage timings show steady-state cost."""
         shapes = {(m.get("height"), m.get("width")) for m in metas}
         shape = next(iter(shapes)) if len(shapes) == 1 and None not in next(iter(shapes)) else None
         self.detector.warmup(shape, batch=len(metas))
-        torch.set_num_threads(threads)
         self.embedder([np.zeros((128, 64, 3), np.uint8)])
 
     def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str]) -> RunSummary:

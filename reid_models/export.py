@@ -12,49 +12,15 @@ command exits with status 1 when it is above the tolerance.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_model
-
-_adaptive_avg_pool2d = F.adaptive_avg_pool2d
-
-
-def _adaptive_avg_pool2d_by_slices(x: torch.Tensor, output_size) -> torch.Tensor:
-    """F.adaptive_avg_pool2d written as fixed slices (same bins: floor(i*H/oh) .. ceil((i+1)*H/oh)).
-
-    The TorchScript ONNX exporter rejects adaptive pooling whose output size does not divide the
-    input size (PCB's 6 stripes of an 8-row map); at a fixed input size these slices export.
-    x (B, C, H, W) -> (B, C, oh, ow).
-    """
-    height, width = int(x.shape[-2]), int(x.shape[-1])
-    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
-    oh, ow = oh or height, ow or width
-    if height % oh == 0 and width % ow == 0:
-        return _adaptive_avg_pool2d(x, (oh, ow))
-    rows = [(i * height // oh, math.ceil((i + 1) * height / oh)) for i in range(oh)]
-    cols = [(j * width // ow, math.ceil((j + 1) * width / ow)) for j in range(ow)]
-    cells = [torch.stack([x[..., r0:r1, c0:c1].mean(dim=(-2, -1)) for c0, c1 in cols], dim=-1) for r0, r1 in rows]
-    return torch.stack(cells, dim=-2)
-
-
-@contextlib.contextmanager
-def _exportable_adaptive_pooling() -> Iterator[None]:
-    """Within the block, F.adaptive_avg_pool2d uses :func:`_adaptive_avg_pool2d_by_slices`."""
-    F.adaptive_avg_pool2d = _adaptive_avg_pool2d_by_slices
-    try:
-        yield
-    finally:
-        F.adaptive_avg_pool2d = _adaptive_avg_pool2d
 
 
 class EmbeddingModel(nn.Module):
@@ -79,7 +45,7 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path,
     wrapper = EmbeddingModel(model).cpu()
     dummy = torch.zeros(batch_size, 3, *input_size).normal_()
     axes = {"images": {0: "batch"}, "embedding": {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings(), torch.no_grad(), _exportable_adaptive_pooling():
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning and tracer warnings
         torch.onnx.export(wrapper, (dummy,), str(path), dynamo=False, opset_version=opset,
                           input_names=["images"], output_names=["embedding"], dynamic_axes=axes,

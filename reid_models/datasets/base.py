@@ -128,13 +128,17 @@ def parse_named_folder(
     pattern: re.Pattern[str],
     example: str,
     num_cams: int | None,
-    extensions: Sequence[str],
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
     drop_junk: bool = True,
+    *,
+    camid: int | None = None,
 ) -> list[Item]:
-    """Read a Market-style folder whose file names start ``<pid>_c<cam>``.
+    """Read a folder of images whose names carry the person id (and camera), e.g. Market's ``<pid>_c<cam>``.
 
-    ``pattern`` must have groups ``pid`` and ``cam`` (1-based). pid -1 (junk) is dropped unless
-    ``drop_junk`` is False. A file with another name, or a camera outside 1..num_cams, is an error.
+    ``pattern`` must have groups ``pid`` and ``cam`` (1-based), or only ``pid`` when ``camid`` gives
+    the 0-based camera of every image (releases without camera ids). pid -1 (junk) is dropped unless
+    ``drop_junk`` is False. An empty folder, a file with another name, or a camera outside
+    1..num_cams is an error.
     """
     files = list_images(folder, extensions)
     if not files:
@@ -144,11 +148,13 @@ def parse_named_folder(
         match = pattern.fullmatch(path.name)
         if match is None:
             raise layout_error(dataset, f"file {path} is not named like {example}")
-        pid, cam = int(match["pid"]), int(match["cam"])
-        if cam < 1 or (num_cams is not None and cam > num_cams):
-            cams = f"c1..c{num_cams}" if num_cams else "c1 or higher"
-            raise layout_error(dataset, f"file {path} has camera c{cam}, expected {cams}")
+        pid, cam = int(match["pid"]), camid
+        if cam is None:
+            cam = int(match["cam"]) - 1
+            if cam < 0 or (num_cams is not None and cam >= num_cams):
+                cams = f"c1..c{num_cams}" if num_cams else "c1 or higher"
+                raise layout_error(dataset, f"file {path} has camera c{cam + 1}, expected {cams}")
         if pid == -1 and drop_junk:
             continue
-        items.append((str(path), pid, cam - 1))
+        items.append((str(path), pid, cam))
     return items

@@ -18,18 +18,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
-from .base import (
-    IMAGE_EXTENSIONS,
-    Item,
-    ReIDDataset,
-    check_root,
-    find_dataset_dir,
-    layout_error,
-    list_images,
-    make_dataset,
-)
+from .base import ReIDDataset, check_root, find_dataset_dir, make_dataset, parse_named_folder
 
 REID_NAME = "Partial-REID"
 REID_FOLDERS = ("Partial_REID", "Partial-REID_Dataset", "PartialREID", "partial_reid")
@@ -47,27 +37,15 @@ ILIDS_PATTERN = re.compile(r"(?P<pid>\d+)\.\w+")
 def read_partial_reid(root: str | os.PathLike) -> ReIDDataset:
     """Read Partial-REID: partial-body queries against whole-body gallery; train is empty."""
     base = find_dataset_dir(REID_NAME, check_root(REID_NAME, root), REID_SUBDIRS, REID_FOLDERS, REID_EXAMPLE)
-    query = _read_folder(REID_NAME, base / "partial_body_images", REID_PATTERN, REID_EXAMPLE, camid=0)
-    gallery = _read_folder(REID_NAME, base / "whole_body_images", REID_PATTERN, REID_EXAMPLE, camid=1)
+    query = parse_named_folder(REID_NAME, base / "partial_body_images", REID_PATTERN, REID_EXAMPLE, None, camid=0)
+    gallery = parse_named_folder(REID_NAME, base / "whole_body_images", REID_PATTERN, REID_EXAMPLE, None, camid=1)
     return make_dataset("partial_reid", [], query, gallery)
 
 
 def read_partial_ilids(root: str | os.PathLike) -> ReIDDataset:
     """Read Partial-iLIDS: Probe (occluded) queries against Gallery; train is empty."""
     base = find_dataset_dir(ILIDS_NAME, check_root(ILIDS_NAME, root), ILIDS_SUBDIRS, ILIDS_FOLDERS, ILIDS_EXAMPLE)
-    query = _read_folder(ILIDS_NAME, base / "Probe", ILIDS_PATTERN, ILIDS_EXAMPLE, camid=0)
-    gallery = _read_folder(ILIDS_NAME, base / "Gallery", ILIDS_PATTERN, ILIDS_EXAMPLE, camid=1)
+    query = parse_named_folder(ILIDS_NAME, base / "Probe", ILIDS_PATTERN, ILIDS_EXAMPLE, None, camid=0)
+    gallery = parse_named_folder(ILIDS_NAME, base / "Gallery", ILIDS_PATTERN, ILIDS_EXAMPLE, None, camid=1)
     return make_dataset("partial_ilids", [], query, gallery)
 
-
-def _read_folder(dataset: str, folder: Path, pattern: re.Pattern[str], example: str, camid: int) -> list[Item]:
-    files = list_images(folder, IMAGE_EXTENSIONS)
-    if not files:
-        raise layout_error(dataset, f"no images in {folder}; expected files named {example}")
-    items: list[Item] = []
-    for path in files:
-        match = pattern.fullmatch(path.name)
-        if match is None:
-            raise layout_error(dataset, f"file {path} is not named like {example}")
-        items.append((str(path), int(match["pid"]), camid))
-    return items

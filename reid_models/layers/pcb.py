@@ -3,14 +3,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+
+def stripe_bounds(height: int, parts: int) -> list[tuple[int, int]]:
+    """Row ranges [start, end) of ``parts`` stripes of ``height`` rows, the bins of adaptive pooling:
+    start = floor(i * H / p), end = ceil((i + 1) * H / p). When p does not divide H, neighbours
+    share a row (e.g. H=8, p=6)."""
+    return [(i * height // parts, -(-(i + 1) * height // parts)) for i in range(parts)]
 
 
 class PCBPool(nn.Module):
     """Average-pool p horizontal stripes (uniform partition, top to bottom).
 
-    When H is not a multiple of p the stripes come from adaptive pooling and overlap by
-    one row (e.g. H=8 rows at 256x128 input with p=6).
+    The stripes are the bins of ``F.adaptive_avg_pool2d(x, (p, 1))`` (same numbers), written as
+    fixed row slices so that the ONNX exporter also takes a p that does not divide H (6 stripes
+    of the 8-row map at 256x128 input, where neighbouring stripes overlap by one row).
     Shapes: x (B, C, H, W) -> (B, C, p).
     """
 
@@ -19,7 +26,8 @@ class PCBPool(nn.Module):
         self.parts = parts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(x, (self.parts, 1)).squeeze(-1)
+        bounds = stripe_bounds(int(x.shape[-2]), self.parts)
+        return torch.stack([x[..., r0:r1, :].mean(dim=(-2, -1)) for r0, r1 in bounds], dim=-1)
 
 
 class RPP(nn.Module):

@@ -113,6 +113,24 @@ def test_empty_batch_and_blank_image(detector):
     assert len(out) == 1 and len(out[0]) == 0 and out[0].xyxy.shape == (0, 4)
 
 
+def test_predict_keeps_the_callers_torch_thread_count():
+    """Ultralytics' predictor set-up sets torch to cpu_count - 1 threads (1 on 2 cores); the detector restores them."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    before = torch.get_num_threads()
+    want = NUM_THREADS + 1  # differs from what ultralytics would set
+    torch.set_num_threads(want)
+    try:
+        det = PersonDetector(imgsz=64, device="cpu")
+        det([np.zeros((48, 64, 3), np.uint8)])  # the first predict runs ultralytics' set-up
+        assert torch.get_num_threads() == want
+        det.warmup()
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), "frame.jpg"])
 def test_bad_image_is_rejected(detector, bad):
     with pytest.raises(ValueError, match=r"image 0 must be an \(H, W, 3\) uint8 BGR array"):

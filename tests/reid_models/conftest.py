@@ -17,6 +17,19 @@ from PIL import Image
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Each reid_models test module runs torch on one thread, restored afterwards: the tiny tensors and
+    64x32 networks here gain nothing from a second thread on a shared 2-core box, where it only spins."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TRAIN_PIDS = (2, 7, 9, 11, 15, 20)   # 6 identities x 2 cameras x 2 images
 TEST_PIDS = (31, 34, 38, 42)         # query: 1 image in camera 1; gallery: 2 in camera 2 + 1 in camera 1
 CROP_HW = (128, 64)                  # Market-1501 crops are 128 x 64

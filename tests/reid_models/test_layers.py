@@ -10,15 +10,6 @@ from reid_models.layers import (ATTENTION_BLOCKS, CBAM, CPAA, RPP, BNNeck, Chann
                                 DynamicReLUB, GeM, NAM, PCBPool, SelfAttention, SimAM)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a shared 2-core box extra threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -165,6 +156,13 @@ def test_pcb_stripes_and_rpp_with_one_hot_assignment_equal_stripe_means():
     probs = rpp.part_probs(feat)
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 6, 2))
     torch.testing.assert_close(rpp(feat), PCBPool(6)(feat), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("height,parts", [(8, 6), (24, 6), (7, 3), (16, 4), (4, 6)])
+def test_pcb_stripes_equal_adaptive_pooling(height, parts):
+    """Slice-based stripes (floor(i*H/p) .. ceil((i+1)*H/p)) give adaptive_avg_pool2d's numbers."""
+    x = torch.randn(2, 5, height, 3)
+    torch.testing.assert_close(PCBPool(parts)(x), F.adaptive_avg_pool2d(x, (parts, 1)).squeeze(-1))
 
 
 def test_bnneck_bias_frozen_and_normalises():

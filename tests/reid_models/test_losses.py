@@ -13,15 +13,6 @@ from reid_models.losses import (ArcFaceLoss, CenterLoss, CircleSoftmaxLoss, Cros
 from reid_models.output import ReIDOutput
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread-pool hand-offs cost more than the maths on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_label_smoothed_ce_matches_torch():
     torch.manual_seed(0)
     logits, targets = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])

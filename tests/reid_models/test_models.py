@@ -11,15 +11,6 @@ from reid_models import ReIDOutput, create_model, list_models
 from reid_models import backbones
 from reid_models.__main__ import count_flops, count_params, main
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a shared 2-core box extra threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "mfa_r50", "nam_dyrelu_r50", "sa_r50"]
 SMALL = {"convnext_ap": {"variant": "tiny"}}  # the Base trunk is only built on "meta" below
 # (name, embedding dim, number of classifiers / features, aux keys)

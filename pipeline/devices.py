@@ -1,0 +1,33 @@
+"""The compute device of the pipeline's networks (detector and embedder), chosen and checked once."""
+from __future__ import annotations
+
+
+class DeviceError(ValueError):
+    """The requested device is unknown or not present on this machine."""
+
+
+def resolve_device(device: object = "auto") -> str:
+    """Checked device name: 'auto' | None -> 'cuda:0' when CUDA is available else 'cpu'.
+
+    Accepts 'cpu', 'mps', 'cuda', 'cuda:N', a bare index N (-> 'cuda:N') or a ``torch.device``.
+    'cuda' -> 'cuda:0'. A CUDA device that is not present raises :class:`DeviceError`.
+    """
+    import torch
+
+    dev = "auto" if device is None else str(device).strip().lower()
+    if dev == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if dev.isdigit():
+        dev = f"cuda:{dev}"
+    if dev == "cuda":
+        dev = "cuda:0"
+    if dev.startswith("cuda:") and dev[5:].isdigit():
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available (no CUDA GPU is visible): "
+                              f"use device 'cpu' or 'auto'")
+        if int(dev[5:]) >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return dev
+    if dev in ("cpu", "mps"):
+        return dev
+    raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
