@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.associate import CrossCameraAssociator
+from pipeline.associate import CrossCameraAssociator, _Span
 from pipeline.store import TrackStore
 from tests.pipeline.test_store import add_track, make_store, near, unit
 
@@ -160,3 +160,62 @@ def test_two_new_tracks_join_one_identity_in_one_call(store):
     assert assoc.link(store) == 2
     assert gid(store, a) == gid(store, b) == gid(store, c)
     assert assoc.last_stats["matched"] == 2
+
+
+def vectors_with_gram(gram: list[list[float]], seed: int) -> np.ndarray:
+    """(K, DIM) unit vectors whose pairwise cosines are exactly ``gram`` (K, K)."""
+    gram = np.asarray(gram, np.float64)
+    basis = np.linalg.qr(np.random.default_rng(seed).standard_normal((32, len(gram))))[0]
+    return (basis @ np.linalg.cholesky(gram).T).T.astype(np.float32)
+
+
+# A~B .92, B~C .92, A!~C .75: the prototype of {A, B} scores C at .852, above a .85 threshold
+CHAIN = [[1, .92, .75], [.92, 1, .92], [.75, .92, 1]]
+
+
+def test_a_chain_does_not_become_one_identity_in_one_call(store):
+    a, b, c = vectors_with_gram(CHAIN, seed=9)
+    pa = add_track(store, "cam1", 1, 0, 10, a)
+    pb = add_track(store, "cam2", 1, 20, 30, b)
+    pc = add_track(store, "cam3", 1, 40, 50, c)
+    CrossCameraAssociator(cfg(0.85)).link(store)
+    ga, gb, gc = gid(store, pa), gid(store, pb), gid(store, pc)
+    assert len({ga, gb, gc}) == 2 and ga != gc  # B joins one of its look-alikes, never both
+    scores = [s for *_, s, m in store.links() if m == "cluster"]
+    assert [round(s, 2) for s in scores] == [0.92, 0.92]  # average cosine to the cluster's other tracks
+
+
+def test_a_chain_does_not_grow_an_identity_across_calls(store):
+    """Identity {A, B} exists; C (like B, unlike A) arrives later: average .835 < .85, so C is new."""
+    a, b, c = vectors_with_gram(CHAIN, seed=10)
+    pa = add_track(store, "cam1", 1, 0, 10, a)
+    pb = add_track(store, "cam2", 1, 20, 30, b)
+    assoc = CrossCameraAssociator(cfg(0.85))
+    assoc.link(store)
+    assert gid(store, pa) == gid(store, pb)
+    pc = add_track(store, "cam3", 1, 40, 50, c)
+    assert assoc.link(store) == 0 and assoc.last_stats == {"matched": 0, "clustered": 0, "new": 1}
+    assert gid(store, pc) not in (None, gid(store, pa))
+
+
+def test_one_unlike_track_vetoes_a_match(store):
+    """C averages .865 over identity {A, B} (.97, .76) but is unlike B: .76 < threshold - margin."""
+    a, b, c = vectors_with_gram([[1, .85, .97], [.85, 1, .76], [.97, .76, 1]], seed=11)
+    pa = add_track(store, "cam1", 1, 0, 10, a)
+    pb = add_track(store, "cam2", 1, 20, 30, b)
+    assoc = CrossCameraAssociator(cfg(0.85))
+    assoc.link(store)
+    assert gid(store, pa) == gid(store, pb)
+    pc = add_track(store, "cam3", 1, 40, 50, c)
+    assoc.link(store)
+    assert gid(store, pc) != gid(store, pa)
+
+
+def test_same_camera_tracks_sharing_a_frame_are_two_people():
+    """One track ends in the frame where another starts on the same camera: both boxes were in
+    that frame, so they cannot be one person however alike they look."""
+    assoc = CrossCameraAssociator({"threshold": 0.5})
+    a = [_Span("cam1", 0.0, 14.5)]
+    assert not assoc.compatible(a, [_Span("cam1", 14.5, 20.0)])
+    assert assoc.compatible(a, [_Span("cam1", 14.6, 20.0)])
+    assert assoc.compatible(a, [_Span("cam2", 14.5, 20.0)])  # another camera may see the hand-over
