@@ -59,7 +59,8 @@ class RunSummary:
     """What a run did. frames: frames processed over all cameras; seconds: wall time of the frame loop
     and final association (setup_seconds: loading models, opening cameras); fps: frames / seconds;
     stage_ms: milliseconds per frame for each stage; tracks/samples: rows this run wrote;
-    identities: global identities holding this run's tracks; cross_camera: those seen on >= 2 cameras."""
+    identities: global identities holding this run's tracks; cross_camera: those seen on >= 2 cameras;
+    reconnects: live cameras only, times each one's stream was re-established after it dropped."""
 
     db_path: str
     run_id: int
@@ -74,6 +75,7 @@ class RunSummary:
     cross_camera: int
     interrupted: bool = False
     videos: dict[str, str] = field(default_factory=dict)
+    reconnects: dict[str, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -88,6 +90,8 @@ class RunSummary:
                  f"ms per frame: {stages}",
                  f"{self.tracks} tracks, {self.samples} samples, {self.identities} global identities, "
                  f"{self.cross_camera} seen on more than one camera"]
+        if self.reconnects:
+            lines.append("reconnects: " + "  ".join(f"{cam} {n}" for cam, n in self.reconnects.items()))
         lines += [f"video {cam}: {path}" for cam, path in self.videos.items()]
         return "\n".join(lines)
 
@@ -148,6 +152,7 @@ class Runner:
         reader = None
         bar = None
         videos: dict[str, str] = {}
+        reconnects: dict[str, int] = {}
         self.writer = None
         try:
             self.run_id = store.start_run(config_to_dict(cfg))
@@ -183,12 +188,14 @@ class Runner:
                 bar.close()
             if reader is not None:
                 reader.stop()
+                reconnects = {c: s.reconnects for c, s in reader.stats.items() if reader.readers[c].camera.is_live}
             try:
                 if self.writer is not None:
                     self._refresh_global_ids()
                     videos = {c: str(p) for c, p in self.writer.close().items()}
             finally:
-                self.summary = self._summary(time.perf_counter() - t_loop, t_loop - t_start, interrupted, videos)
+                self.summary = self._summary(time.perf_counter() - t_loop, t_loop - t_start, interrupted, videos,
+                                             reconnects)
                 store.close()
         return self.summary
 
@@ -290,7 +297,8 @@ class Runner:
         self.detector.warmup(shape, batch=len(metas))
         self.embedder([np.zeros((128, 64, 3), np.uint8)])
 
-    def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str]) -> RunSummary:
+    def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str],
+                 reconnects: dict[str, int]) -> RunSummary:
         run_id = getattr(self, "run_id", -1)
         try:
             self.store.commit()
@@ -305,7 +313,7 @@ class Runner:
         ordered = {k: ms.get(k, 0.0) for k in STAGES} | {k: v for k, v in ms.items() if k not in STAGES}
         return RunSummary(str(self.db_path), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
                           seconds, setup, ordered, int(tracks), int(samples), len(ident),
-                          sum(1 for _, n in ident if n >= 2), interrupted, videos)
+                          sum(1 for _, n in ident if n >= 2), interrupted, videos, reconnects)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",
