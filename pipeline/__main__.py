@@ -125,6 +125,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     with TrackStore(args.db) as store:
         embedder = Embedder.from_spec(store.embedder_spec, device=args.device)
+        if embedder.embedder_id != store.embedder_id:  # a spec without an id rebuilds the default embedder
+            raise CliError(f"store {args.db} was built with embedder {store.embedder_id}, which cannot be "
+                           f"rebuilt from its spec (got {embedder.embedder_id}): query it with that embedder")
         query = embedder([image])[0]
         sightings = search_tracks(store, query, cameras=args.camera, since=args.since, until=args.until,
                                   top=args.top)

@@ -125,10 +125,14 @@ class AnnotatedVideoWriter:
                 self._emit_pending(buf.popleft())
 
     def close(self) -> dict[str, Path]:
-        """Flush, finish the files and return {camera_id: path} of the videos written."""
-        self.flush()
-        for w in self._writers.values():
-            w.release()
+        """Flush, finish the files and return {camera_id: path} of the videos written.
+
+        The files are finished (playable up to the last frame written) even if flushing fails."""
+        try:
+            self.flush()
+        finally:
+            for w in self._writers.values():
+                w.release()
         out = {cam: self.path(cam) for cam in self._writers}
         self._writers.clear()
         return out

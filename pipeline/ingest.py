@@ -90,6 +90,7 @@ class CameraReader(SourceReadMixin):
         self._thread: threading.Thread | None = None
         self._ended = False
         self._roi_warned = False
+        self._origin = (0, 0) if camera.roi is None else (int(camera.roi[0]), int(camera.roi[1]))
         self._n = dict(frames_read=0, frames_delivered=0, frames_dropped=0, frames_skipped=0,
                        reconnects=0, open_failures=0)
         self._last_error: str | None = None
@@ -177,7 +178,7 @@ class CameraReader(SourceReadMixin):
                 image = self._crop(image)
                 if image is None:
                     continue
-                frame = Frame(self.camera.id, index, self._t0 + index / self._fps, image)
+                frame = Frame(self.camera.id, index, self._t0 + index / self._fps, image, self._origin)
                 if not self._put_blocking(frame):
                     break
                 self._n["frames_delivered"] += 1
@@ -217,7 +218,7 @@ class CameraReader(SourceReadMixin):
                             if index % cam.stride == 0:
                                 cropped = self._crop(image)
                                 if cropped is not None:
-                                    self._put_dropping(Frame(cam.id, index, stamp, cropped))
+                                    self._put_dropping(Frame(cam.id, index, stamp, cropped, self._origin))
                                     self._n["frames_delivered"] += 1
                             index += 1
                     finally:

@@ -9,7 +9,8 @@ export) may open it while a run is writing.
 Embeddings are float32 L2-normalised vectors stored as BLOBs; search keeps them in a numpy
 matrix in RAM and filters rows in SQL (see ../shared/MEASURED.md: exact search over
 SQL-filtered rows beats ANN indexes under selective camera/time filters).
-Times are seconds since the Unix epoch (UTC); frames are 0-based source frame indices.
+Times are seconds since the Unix epoch (UTC); frames are 0-based source frame indices; boxes
+are pixels of the full source frame (a camera's roi offset ``Frame.origin`` is added on write).
 
 This module opens the store, creates its schema and writes it; the read queries and their
 result types (TrackRecord, Samples, Boxes) live in :mod:`pipeline.store_read`.
@@ -91,6 +92,13 @@ class _OpenTrack:
     n_samples: int
     emb_sum: np.ndarray | None = field(default=None, repr=False)
     dirty: bool = True
+
+
+def _full_frame(frame: Frame, xyxy: np.ndarray) -> tuple[float, float, float, float]:
+    """A box in ``frame.image`` pixels -> (x1, y1, x2, y2) in the full source frame (adds the roi origin)."""
+    ox, oy = frame.origin
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    return x1 + ox, y1 + oy, x2 + ox, y2 + oy
 
 
 def _blob(vec: np.ndarray) -> bytes:
@@ -248,7 +256,9 @@ class TrackStore(StoreReadMixin):
             raise StoreError("store.start_run(config) must be called before recording frames")
 
     def record_frame(self, frame: Frame, tracks: Detections) -> None:
-        """Record this frame's boxes of tracked persons (``track_id >= 0``); creates/extends track rows."""
+        """Record this frame's boxes of tracked persons (``track_id >= 0``); creates/extends track rows.
+
+        ``tracks.xyxy`` is in ``frame.image`` pixels; it is stored in full-frame pixels (+ ``frame.origin``)."""
         with self._lock:
             self._require_run()
             con = self._write()
@@ -260,7 +270,7 @@ class TrackStore(StoreReadMixin):
                 st.start_time, st.end_time = min(st.start_time, frame.timestamp), max(st.end_time, frame.timestamp)
                 st.start_frame, st.end_frame = min(st.start_frame, frame.index), max(st.end_frame, frame.index)
                 st.dirty = True
-                x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+                x1, y1, x2, y2 = _full_frame(frame, tracks.xyxy[i])
                 rows.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i])))
             con.executemany("INSERT OR REPLACE INTO boxes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -292,7 +302,7 @@ class TrackStore(StoreReadMixin):
                 st.emb_sum = emb[k].copy() if st.emb_sum is None else st.emb_sum + emb[k]
                 st.n_samples += 1
                 st.dirty = True
-                x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+                x1, y1, x2, y2 = _full_frame(frame, tracks.xyxy[i])
                 thumb = None if thumbnails[k] is None else sqlite3.Binary(bytes(thumbnails[k]))
                 out.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i]),
                             _blob(emb[k]), thumb))

@@ -1,8 +1,11 @@
 """Typed data passed between pipeline stages.
 
 Every stage takes and returns these small frozen dataclasses of parallel numpy arrays,
-never arrays with magic columns. Images are OpenCV BGR ``uint8``; boxes are pixel
-``x1, y1, x2, y2`` in the full frame; timestamps are seconds since the Unix epoch (UTC).
+never arrays with magic columns. Images are OpenCV BGR ``uint8``; timestamps are seconds since
+the Unix epoch (UTC). Boxes are pixel ``x1, y1, x2, y2``: between stages (detection, tracking,
+cropping, the annotated video) in the pixels of ``Frame.image``, which is the camera's roi crop;
+the store, and so query results and exports, hold them in the full source frame
+(``Frame.image`` pixels + ``Frame.origin``), matching the source frame indices.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ class Frame:
     camera_id: the camera's id from cams.yaml.
     index: frame number in the source (0-based, counts every decoded frame, stride included).
     timestamp: wall-clock seconds since the epoch (UTC) when the frame was seen.
-    image: (H, W, 3) uint8 BGR.
+    image: (H, W, 3) uint8 BGR: the source frame cropped to the camera's roi.
+    origin: (x, y) pixels of ``image``'s top-left corner in the source frame ((0, 0) without roi).
     """
 
     camera_id: str
     index: int
     timestamp: float
     image: np.ndarray = field(repr=False)
+    origin: tuple[int, int] = (0, 0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -40,7 +45,7 @@ def _as(a, dtype, shape) -> np.ndarray:
 class Detections:
     """N person boxes of one frame, with optional tracking and appearance columns.
 
-    xyxy: (N, 4) float32 pixels.
+    xyxy: (N, 4) float32 pixels of ``Frame.image`` (see the module docstring).
     confidence: (N,) float32 in [0, 1].
     class_id: (N,) int64 detector class.
     track_id: (N,) int64 camera-local track id, -1 where untracked.

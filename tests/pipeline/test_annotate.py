@@ -80,3 +80,28 @@ def test_writer_draws_global_ids_learnt_after_a_frame_was_queued(vtest_path, tmp
     region = np.abs(out["late"] - out["never"])[170:200, 249:330].sum(axis=2)
     assert (region > 60).mean() > 0.02
     assert frame_header(frames[0]).startswith("cam  #392  2001-09-09 01:46:40")
+
+
+def test_close_finishes_the_files_even_when_flushing_fails(vtest_path, tmp_path, monkeypatch):
+    """An error while flushing held-back frames must not leave the videos already written unplayable."""
+    writer = AnnotatedVideoWriter(tmp_path, fps={"cam": 10.0}, delay=2)
+    empty = Detections.empty()
+    for i in range(5):  # 3 frames written, 2 held back
+        writer.write(Frame("cam", i, 1e9 + i / 10, _read(vtest_path, i)), empty)
+    assert writer.frames_written == {"cam": 3}
+
+    def broken(pending):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(writer, "_emit_pending", broken)
+    try:
+        writer.close()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("close() should re-raise the flush error")
+    cap = cv2.VideoCapture(str(tmp_path / "cam.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    assert frames == 3

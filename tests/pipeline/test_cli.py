@@ -158,3 +158,18 @@ def test_bench_prints_a_table_per_camera_count(capsys):
     rows = [line.split() for line in lines[3:]]
     assert [(r[0], r[1]) for r in rows] == [("1", "3"), ("2", "6")]
     assert all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)  # frames/s, detect ms
+
+
+def test_query_refuses_a_store_of_another_embedder(tmp_path, vtest_path, capsys):
+    """A store whose spec does not name its embedder (here 1280-d like the default MobileNetV2) must
+    not be searched with the default embedder: the ids differ, so the query is refused."""
+    db = tmp_path / "other.db"
+    TrackStore(db, "some-other-net-0123456789ab", 1280, None).close()
+    cap = cv2.VideoCapture(str(vtest_path))
+    frame = cap.read()[1]
+    cap.release()
+    cv2.imwrite(str(tmp_path / "q.png"), frame[155:233, 498:532])
+    assert main(["query", "--db", str(db), "--image", str(tmp_path / "q.png"), "--device", "cpu",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "some-other-net-0123456789ab" in err and len(err.splitlines()) == 1

@@ -59,8 +59,8 @@ def test_file_range_stride_roi_and_timestamps(vtest_path, ref_frames) -> None:
     assert [f.index for f in frames] == list(range(100, 130, 3))
     assert all(f.camera_id == "cam" for f in frames)
     assert [f.timestamp for f in frames] == pytest.approx([1000.0 + i / 10 for i in range(100, 130, 3)])
-    for f in frames:  # the right source frame, cropped to the roi
-        assert f.shape == (400, 300) and f.image.flags.c_contiguous
+    for f in frames:  # the right source frame, cropped to the roi, with the roi's corner as origin
+        assert f.shape == (400, 300) and f.image.flags.c_contiguous and f.origin == (10, 20)
         assert np.array_equal(f.image, ref_frames[f.index][20:420, 10:310])
     s = r.stats
     assert (s.frames_read, s.frames_delivered, s.frames_dropped, s.finished) == (30, 10, 0, True)
@@ -71,7 +71,7 @@ def test_file_to_the_end_with_run_start_and_fps_override(vtest_path) -> None:
     frames = read_all(CameraReader(cam(vtest_path, start_frame=780, fps=25.0), run_start=5000.0))
     assert [f.index for f in frames] == list(range(780, 795))  # the clip has 795 frames
     assert frames[0].timestamp == pytest.approx(5000.0 + 780 / 25)
-    assert frames[0].shape == (576, 768)
+    assert frames[0].shape == (576, 768) and frames[0].origin == (0, 0)
 
 
 def test_seek_falls_back_to_grab_when_container_cannot_seek(vtest_path, ref_frames) -> None:

@@ -285,3 +285,22 @@ def test_sigkill_mid_write_keeps_committed_work(tmp_path):
     pk = add_track(store, "cam1", 0, 0, 1, unit(np.random.default_rng(3)))
     assert store.tracks(run_id=2)[0].id == pk
     store.close()
+
+
+def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(tmp_path):
+    """A camera with roi (384, 0, 768, 576) sees crops; its boxes, samples and so query/export
+    results are in the full source frame, where the frame indices point."""
+    full = clip_frames()[0]
+    x1, y1, x2, y2 = PERSON_BOXES[1]  # (498, 155, 532, 233) in the full frame
+    crop = full[:, 384:]
+    frame = Frame("right", 0, T0, crop, origin=(384, 0))
+    dets = Detections.from_arrays([[x1 - 384, y1, x2 - 384, y2]], [0.9], track_id=[1],
+                                  embedding=unit(np.random.default_rng(0))[None])
+    with make_store(tmp_path / "s.db") as store:
+        store.start_run()
+        store.record_frame(frame, dets)
+        store.add_samples(frame, dets, [0], [crop_jpeg(crop, dets.xyxy[0])])
+        store.commit()
+        (tid,) = [t.id for t in store.tracks()]
+        assert store.boxes([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
+        assert store.samples_of([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
