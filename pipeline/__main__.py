@@ -119,6 +119,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     if not Path(args.db).is_file():
         raise CliError(f"no store at {args.db}: run `python -m pipeline run` first or check --db")
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise CliError("--since is later than --until: the time window is empty; swap them")
     image = read_image(args.image, args.box)
     from .embed import Embedder
     from .query import format_table, search_tracks, write_results

@@ -59,6 +59,12 @@ def test_query_with_unreadable_image(demo_run, tmp_path):
     _assert_one_line_error(proc, "absent.jpg", "not found")
 
 
+def test_query_with_an_empty_time_window(demo_run, vtest_path):
+    proc = _cli("query", "--db", str(demo_run.db), "--image", str(vtest_path.parent / "suspect.jpg"),
+                "--since", "2024-05-01T10:01:00Z", "--until", "2024-05-01T10:00:00Z")
+    _assert_one_line_error(proc, "--since", "--until")
+
+
 def test_bad_arguments_are_one_line_too():
     proc = _cli("export", "--db", "x.db", "--format", "csv", "--out", "o")
     _assert_one_line_error(proc, "csv")
