@@ -53,11 +53,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: ``auto`` = bf16 on CUDA when supported, else fp16 on CUDA, none on CPU."""
+    """Autocast dtype: ``auto`` = bf16 on CUDA GPUs with native bf16 (Ampere or newer), else fp16
+    on CUDA (pre-Ampere GPUs such as V100/T4 only emulate bf16, far slower), none on CPU."""
     if device.type != "cuda" or name == "off":
         return None
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 

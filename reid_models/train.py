@@ -86,6 +86,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def restore_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Load a checkpoint's scheduler position (epoch, base lrs) but keep this run's :class:`LRFactor`.
+
+    LambdaLR.load_state_dict would also overwrite the factor's settings with the saved ones, so a
+    resume with a changed schedule (e.g. ``--epochs 200`` to extend a cosine run) would silently
+    keep the old one while the loop runs to the new epoch count.
+    """
+    scheduler.load_state_dict({**state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+
+
 def build_loss_optimizer(criterion: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer | None:
     """Own SGD optimizer for the loss's parameters (CenterLoss centres) at ``loss.center.lr``.
 
@@ -272,7 +282,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                              f"this run is {cfg.model.name} on {args.dataset} with {num_classes} identities")
         model.load_state_dict(resume["state_dict"])
         optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
+        restore_scheduler(scheduler, resume["scheduler"])
         if resume.get("criterion"):
             criterion.load_state_dict(resume["criterion"])
         if loss_optimizer is not None and resume.get("loss_optimizer"):

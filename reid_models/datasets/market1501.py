@@ -5,7 +5,8 @@ Layout (root = the dataset folder or its parent)::
     Market-1501-v15.09.15/
         bounding_box_train/   12,936 images of 751 ids
         query/                 3,368 images of 750 ids
-        bounding_box_test/    19,732 images (15,913 once the 2,793 junk images are dropped)
+        bounding_box_test/    19,732 images (15,913 once the 3,819 junk -1 images are dropped;
+                          2,793 of those left are 0000 distractors)
 
 File names ``0002_c1s1_000451_03.jpg``: person id, camera c1..c6 and sequence s1..s6, frame,
 box index. Person id ``-1`` marks junk boxes (dropped: the protocol ignores them) and ``0000``

@@ -73,3 +73,18 @@ def test_extract_features_flip_averages_image_and_mirror():
     np.testing.assert_allclose(plain.feats, left.numpy())
     np.testing.assert_allclose(flipped.feats, ((left + right_mirrored) / 2).numpy())
     assert plain.pids.tolist() == [5, 6] and plain.camids.tolist() == [0, 1] and plain.paths == ["a.jpg", "b.jpg"]
+
+
+def test_auto_amp_picks_fp16_where_bf16_is_only_emulated(monkeypatch):
+    """A V100/T4 'supports' bf16 only by emulation (torch's default is_bf16_supported() says True):
+    auto must pick fp16 there, bf16 only on GPUs with native bf16."""
+    from reid_models.evaluate import resolve_amp
+
+    def pre_ampere(including_emulation: bool = True) -> bool:
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", pre_ampere)
+    assert resolve_amp("auto", torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_amp("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_amp("auto", torch.device("cpu")) is None and resolve_amp("off", torch.device("cuda")) is None

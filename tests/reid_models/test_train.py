@@ -20,8 +20,8 @@ from reid_models.datasets import build_dataset
 from reid_models.losses import build_criterion
 from reid_models.output import ReIDOutput
 from reid_models.registry import list_models
-from reid_models.train import (LRFactor, build_loss_optimizer, build_model, build_optimizer, feature_dims, get_args_parser,
-                               main, run_cli, train_one_epoch)
+from reid_models.train import (LRFactor, build_loss_optimizer, build_model, build_optimizer, build_scheduler, feature_dims,
+                               get_args_parser, main, restore_scheduler, run_cli, train_one_epoch)
 from reid_models.transforms import build_transforms
 
 from .conftest import REPO, person_image, train_args
@@ -77,6 +77,32 @@ def test_lr_schedules_follow_the_recipes():
     cnx = LRFactor(120, 5, 0.2, "cosine", (), 0.1, 0.0)  # ConvNeXt-AP: 0.02 -> 0.1 in 5 epochs, then cosine
     assert [cnx(e) for e in (0, 5, 62)] == pytest.approx([0.2, 1.0, 0.5 * (1 + math.cos(math.pi * 57 / 115))])
     assert cnx(119) < 0.001 and all(cnx(e) >= cnx(e + 1) for e in range(5, 119))
+
+
+def test_resume_keeps_the_new_runs_schedule():
+    """Resuming a 10-epoch cosine run with 20 epochs: the position comes from the checkpoint, the
+    schedule from this run (LambdaLR.load_state_dict alone would bring back the 10-epoch factor)."""
+    cfg = load_config(REPO / "configs" / "reid" / "convnext_ap.yaml")
+    params = [torch.nn.Parameter(torch.zeros(2))]
+
+    def run(epochs: int):
+        c = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, epochs=epochs, warmup_epochs=0))
+        opt = build_optimizer(torch.nn.ParameterList(params), c)
+        return opt, build_scheduler(opt, c)
+
+    opt, sched = run(10)
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    opt2, sched2 = run(20)
+    opt2.load_state_dict(opt.state_dict())
+    restore_scheduler(sched2, sched.state_dict())
+    assert sched2.last_epoch == 6 and sched2.lr_lambdas[0].epochs == 20
+    for _ in range(4):  # epochs 6..9 of 20: still well above the floor the 10-epoch run reaches
+        opt2.step()
+        sched2.step()
+    expected = 0.1 * 0.5 * (1 + math.cos(math.pi * 10 / 20))
+    assert opt2.param_groups[0]["lr"] == pytest.approx(expected)
 
 
 def test_train_cli_writes_checkpoints_metrics_and_figures(trained_run):
