@@ -186,8 +186,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True,
                         help="also report k-reciprocal re-ranked metrics (default on)")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
-                        help="average the embeddings of each image and its mirror")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="average the embeddings of each image and its mirror "
+                             "(default: the recipe's eval.flip stored in the checkpoint)")
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
                         help="autocast dtype on CUDA (ignored on CPU)")
     return parser
@@ -202,6 +203,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     mean = tuple(config.get("input", {}).get("mean", (0.485, 0.456, 0.406)))
     std = tuple(config.get("input", {}).get("std", (0.229, 0.224, 0.225)))
     input_size = tuple(info["input_size"])
+    flip = bool(config.get("eval", {}).get("flip", False)) if args.flip is None else args.flip
     dataset = build_dataset(args.dataset, args.data_root)
     if not dataset.query or not dataset.gallery:
         raise SystemExit(f"error: dataset {args.dataset} at {args.data_root} has no query/gallery split to evaluate")
@@ -214,7 +216,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     print(f"evaluating {info['model']} ({args.checkpoint}) on {args.dataset}: "
           f"{len(dataset.query)} query, {len(dataset.gallery)} gallery images, input {input_size[0]}x{input_size[1]}")
     result = evaluate(model, query_loader, gallery_loader, device, output_dir=output, rerank=args.rerank,
-                      flip=args.flip, amp_dtype=resolve_amp(args.amp, device), channels_last=channels_last,
+                      flip=flip, amp_dtype=resolve_amp(args.amp, device), channels_last=channels_last,
                       info={"model": info["model"], "dataset": args.dataset, "checkpoint": str(args.checkpoint),
                             "epoch": info.get("epoch")})
     print(format_metrics(result))

@@ -88,3 +88,14 @@ def test_auto_amp_picks_fp16_where_bf16_is_only_emulated(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_amp("auto", torch.device("cuda")) == torch.bfloat16
     assert resolve_amp("auto", torch.device("cpu")) is None and resolve_amp("off", torch.device("cuda")) is None
+
+
+def test_flip_defaults_to_the_recipe_stored_in_the_checkpoint(trained_run, market_root, tmp_path):
+    ckpt = torch.load(trained_run / "last.pt", map_location="cpu", weights_only=False)
+    ckpt["config"]["eval"]["flip"] = True
+    flipped = tmp_path / "flip.pt"
+    torch.save(ckpt, flipped)
+    args = ["--checkpoint", str(flipped), "--data-root", str(market_root), "--dataset", "market1501",
+            "--device", "cpu", "--batch-size", "5", "--num-workers", "0", "--no-rerank"]
+    assert main(get_args_parser().parse_args([*args, "--output", str(tmp_path / "a")]))["flip"] is True
+    assert main(get_args_parser().parse_args([*args, "--no-flip", "--output", str(tmp_path / "b")]))["flip"] is False
