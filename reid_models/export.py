@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_model
+from .checkpoint import load_model, normalization
 
 
 class EmbeddingModel(nn.Module):
@@ -94,10 +94,9 @@ def main(args: argparse.Namespace) -> float:
     model, info = load_model(args.checkpoint, "cpu")
     input_size = tuple(info["input_size"])
     output = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".onnx")
-    config = info.get("config") or {}
+    mean, std = normalization(info)
     metadata = {"model": info["model"], "input_size": json.dumps(list(input_size)),
-                "mean": json.dumps(config.get("input", {}).get("mean", [0.485, 0.456, 0.406])),
-                "std": json.dumps(config.get("input", {}).get("std", [0.229, 0.224, 0.225])),
+                "mean": json.dumps(list(mean)), "std": json.dumps(list(std)),
                 "embedding_dim": str(getattr(model, "embedding_dim", ""))}
     export_onnx(model, input_size, output, opset=args.opset, dynamic_batch=args.dynamic_batch,
                 batch_size=args.batch_size, metadata=metadata)
