@@ -75,7 +75,7 @@ def run_bench(frames: int = 30, cameras: Sequence[int] = (1, 2, 4), device: str 
             rows.append((n, summary))
     import torch
 
-    from .devices import resolve_device
+    from reid_models.devices import resolve_device
 
     dev = resolve_device(device)
     title = (f"pipeline bench: {clip.name}, {frames} frames per camera, detector imgsz {imgsz}, device {dev}, "

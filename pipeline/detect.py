@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.devices import DeviceError, resolve_device
+from reid_models.devices import DeviceError, resolve_device
 from pipeline.types import Detections
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from reid_models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-from .devices import resolve_device
+from reid_models.devices import resolve_device
 from .types import Detections, Frame
 
 MOBILENET_NAME = "mobilenetv2_imagenet"

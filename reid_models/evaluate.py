@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import devices
 from .checkpoint import load_model, normalization
 from .metrics import compute_distmat, evaluate_rank
 
@@ -44,12 +45,12 @@ class FeatureSet:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
+    """The ``--device`` of the CLIs as a torch.device (see reid_models.devices); a device that is
+    unknown or absent (``cuda`` without a GPU) ends the command with a one-line error."""
+    try:
+        return torch.device(devices.resolve_device(name))
+    except devices.DeviceError as exc:
+        raise SystemExit(f"error: --device: {exc}") from None
 
 
 def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:

@@ -99,3 +99,16 @@ def test_flip_defaults_to_the_recipe_stored_in_the_checkpoint(trained_run, marke
             "--device", "cpu", "--batch-size", "5", "--num-workers", "0", "--no-rerank"]
     assert main(get_args_parser().parse_args([*args, "--output", str(tmp_path / "a")]))["flip"] is True
     assert main(get_args_parser().parse_args([*args, "--no-flip", "--output", str(tmp_path / "b")]))["flip"] is False
+
+
+def test_device_option_is_checked_with_a_one_line_error(monkeypatch):
+    from reid_models.evaluate import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    for bad, words in (("cuda", "CUDA is not available"), ("tpu", "unknown device")):
+        with pytest.raises(SystemExit) as excinfo:
+            resolve_device(bad)
+        message = str(excinfo.value)
+        assert message.startswith("error: --device") and words in message and "\n" not in message

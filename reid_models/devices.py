@@ -1,4 +1,5 @@
-"""The compute device of the pipeline's networks (detector and embedder), chosen and checked once."""
+"""The compute device of a network (re-ID training/evaluation, the pipeline's detector and embedder),
+chosen and checked once."""
 from __future__ import annotations
 
 
