@@ -17,9 +17,9 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np

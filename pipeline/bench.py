@@ -10,8 +10,8 @@ excluded from the timings (the runner warms up before its frame loop). Prints a 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .config import config_from_dict
 from .runner import STAGES, RunSummary, run_pipeline
@@ -75,7 +75,7 @@ def run_bench(frames: int = 30, cameras: Sequence[int] = (1, 2, 4), device: str 
             rows.append((n, summary))
     import torch
 
-    from reid_models.devices import resolve_device
+    from reid_models.runtime import resolve_device
 
     dev = resolve_device(device)
     title = (f"pipeline bench: {clip.name}, {frames} frames per camera, detector imgsz {imgsz}, device {dev}, "

@@ -18,8 +18,21 @@ from typing import Any
 
 import yaml
 
-from .config_parse import (IMAGE_EXTENSIONS, URL_SCHEMES, ConfigError, _Ctx, _DuplicateKey, _one_line, _roi,
-                           _show, _source, _StrictLoader, _timestamp, _url_scheme, _yaml_problem)
+from .config_parse import (
+    IMAGE_EXTENSIONS,
+    URL_SCHEMES,
+    ConfigError,
+    _Ctx,
+    _DuplicateKey,
+    _one_line,
+    _roi,
+    _show,
+    _source,
+    _StrictLoader,
+    _timestamp,
+    _url_scheme,
+    _yaml_problem,
+)
 
 __all__ = ["IMAGE_EXTENSIONS", "URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig",
            "EmbedderConfig", "PipelineConfig", "StoreConfig", "TrackerConfig", "TransitRule", "config_from_dict",

@@ -1,9 +1,9 @@
 """Contact sheet: a grid of labelled person thumbnails (query crop first) drawn with OpenCV."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_models.devices import DeviceError, resolve_device
 from pipeline.types import Detections
+from reid_models.runtime import DeviceError, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class PersonDetector:
         self._class_filter = np.asarray(classes, dtype=np.int64)
 
     @classmethod
-    def from_config(cls, config, device: str | int | None = "auto") -> "PersonDetector":
+    def from_config(cls, config, device: str | int | None = "auto") -> PersonDetector:
         """Build from a DetectorConfig (or any object with its field names) and a device."""
         return cls(weights=config.weights, person_classes=config.person_classes, confidence=config.confidence,
                    iou=config.iou, imgsz=config.imgsz, device=device, half=config.half)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
+
+from reid_models.runtime import resolve_device
 from reid_models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-from reid_models.devices import resolve_device
 from .types import Detections, Frame
 
 MOBILENET_NAME = "mobilenetv2_imagenet"
@@ -104,7 +105,7 @@ class Embedder:
                 "sha256": self.sha256, "input_size": list(self.input_size), "dim": self.dim}
 
     @classmethod
-    def from_spec(cls, spec: dict, device: str | torch.device = "auto", batch_size: int = 32) -> "Embedder":
+    def from_spec(cls, spec: dict, device: str | torch.device = "auto", batch_size: int = 32) -> Embedder:
         """Rebuild the embedder a store was built with; refuses weights that changed since."""
         emb = cls(spec.get("checkpoint"), device=device, batch_size=batch_size)
         want = spec.get("embedder_id")
@@ -182,7 +183,7 @@ class TrackSampler:
     _state: dict[tuple[str, int], _TrackState] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_config(cls, cfg, **overrides) -> "TrackSampler":
+    def from_config(cls, cfg, **overrides) -> TrackSampler:
         """Build from the ``embedder`` section of the config (an EmbedderConfig)."""
         kw = {k: getattr(cfg, k) for k in ("max_samples_per_track", "sample_interval", "min_confidence",
                                            "min_height") if hasattr(cfg, k)}

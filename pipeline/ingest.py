@@ -22,8 +22,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -109,7 +109,7 @@ class CameraReader(SourceReadMixin):
         """True once the last frame has been taken: the source ended (or the reader stopped)."""
         return self._ended
 
-    def start(self) -> "CameraReader":
+    def start(self) -> CameraReader:
         """Open the source and start the thread. Files/folders that cannot be read raise IngestError."""
         if self._thread is not None:
             raise RuntimeError(f"camera '{self.camera.id}': reader already started")
@@ -162,7 +162,7 @@ class CameraReader(SourceReadMixin):
             if frame is not None:
                 yield frame
 
-    def __enter__(self) -> "CameraReader":
+    def __enter__(self) -> CameraReader:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -313,7 +313,7 @@ class MultiCameraReader:
         """True when every reader has ended and all their frames were handed out."""
         return all(r.ended for r in self.readers.values())
 
-    def start(self) -> "MultiCameraReader":
+    def start(self) -> MultiCameraReader:
         """Start all readers; if one cannot be opened (IngestError), stop the others and re-raise."""
         try:
             for r in self.readers.values():
@@ -357,7 +357,7 @@ class MultiCameraReader:
             if batch:
                 yield batch
 
-    def __enter__(self) -> "MultiCameraReader":
+    def __enter__(self) -> MultiCameraReader:
         return self.start()
 
     def __exit__(self, *exc) -> None:

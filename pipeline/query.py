@@ -11,10 +11,10 @@ without a global identity count as an identity of their own.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

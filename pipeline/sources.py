@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np

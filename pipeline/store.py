@@ -21,9 +21,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -187,7 +187,7 @@ class TrackStore(StoreReadMixin):
             raise StoreError(f"store {self.path} holds {self.embedding_dim}-d embeddings; this embedder gives "
                              f"{embedding_dim}-d: use another --db or the same embedder")
 
-    def __enter__(self) -> "TrackStore":
+    def __enter__(self) -> TrackStore:
         return self
 
     def __exit__(self, *exc) -> None:

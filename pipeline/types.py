@@ -71,12 +71,12 @@ class Detections:
             object.__setattr__(self, "embedding", np.ascontiguousarray(emb))
 
     @classmethod
-    def empty(cls, embedding_dim: int | None = None) -> "Detections":
+    def empty(cls, embedding_dim: int | None = None) -> Detections:
         emb = None if embedding_dim is None else np.zeros((0, embedding_dim), np.float32)
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0), emb)
 
     @classmethod
-    def from_arrays(cls, xyxy, confidence, class_id=None, track_id=None, embedding=None) -> "Detections":
+    def from_arrays(cls, xyxy, confidence, class_id=None, track_id=None, embedding=None) -> Detections:
         n = len(np.asarray(xyxy).reshape(-1, 4))
         class_id = np.zeros(n, np.int64) if class_id is None else class_id
         track_id = np.full(n, -1, np.int64) if track_id is None else track_id
@@ -85,7 +85,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __getitem__(self, index) -> "Detections":
+    def __getitem__(self, index) -> Detections:
         """Select rows with a boolean mask, an index array or a slice."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
@@ -93,7 +93,7 @@ class Detections:
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index],
                           self.track_id[index], emb)
 
-    def with_(self, **changes) -> "Detections":
+    def with_(self, **changes) -> Detections:
         """A copy with some columns replaced, e.g. ``dets.with_(track_id=ids)``."""
         return replace(self, **changes)
 

@@ -10,8 +10,8 @@ into every variant (DyReLU, NAM, CBAM, CPAA, SimAM, self-attention).
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn

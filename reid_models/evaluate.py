@@ -22,9 +22,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import devices
+from . import runtime
 from .checkpoint import load_model, normalization
 from .metrics import compute_distmat, evaluate_rank
+from .runtime import resolve_amp
 
 RANKS = (1, 5, 10, 20)
 METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -45,22 +46,12 @@ class FeatureSet:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The ``--device`` of the CLIs as a torch.device (see reid_models.devices); a device that is
+    """The ``--device`` of the CLIs as a torch.device (see reid_models.runtime); a device that is
     unknown or absent (``cuda`` without a GPU) ends the command with a one-line error."""
     try:
-        return torch.device(devices.resolve_device(name))
-    except devices.DeviceError as exc:
+        return torch.device(runtime.resolve_device(name))
+    except runtime.DeviceError as exc:
         raise SystemExit(f"error: --device: {exc}") from None
-
-
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: ``auto`` = bf16 on CUDA GPUs with native bf16 (Ampere or newer), else fp16
-    on CUDA (pre-Ampere GPUs such as V100/T4 only emulate bf16, far slower), none on CPU."""
-    if device.type != "cuda" or name == "off":
-        return None
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 @torch.inference_mode()
@@ -182,7 +173,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--data-root", required=True, help="folder holding the dataset")
     parser.add_argument("--dataset", required=True, help="dataset name, e.g. market1501, dukemtmc, partial_reid")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    parser.add_argument("--output", default=None, help="output folder (default: the checkpoint's folder/eval-<dataset>)")
+    parser.add_argument("--output", default=None,
+                        help="output folder (default: the checkpoint's folder/eval-<dataset>)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True,

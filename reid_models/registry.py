@@ -1,7 +1,7 @@
 """timm-style model registry: ``@register_model`` on a factory, ``create_model(name, ...)``."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

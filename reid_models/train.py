@@ -334,7 +334,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                         criterion=criterion.state_dict())
         with open(out_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(log) + "\n")
-    print(f"done: {out_dir / 'last.pt'}" + (f" (best mAP {best_map:.2f}, {out_dir / 'best.pt'})" if best_map >= 0 else ""))
+    best = f" (best mAP {best_map:.2f}, {out_dir / 'best.pt'})" if best_map >= 0 else ""
+    print(f"done: {out_dir / 'last.pt'}{best}")
     return result
 
 

@@ -59,7 +59,7 @@ class MJPEGServer:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "MJPEGServer":
+    def start(self) -> MJPEGServer:
         self._deadline = time.monotonic() + self.max_seconds
         self._listen()
         self._thread = threading.Thread(target=self._accept_loop, name="mjpeg-server", daemon=True)
@@ -72,7 +72,7 @@ class MJPEGServer:
         if self._thread is not None:
             self._thread.join(timeout=2.0)
 
-    def __enter__(self) -> "MJPEGServer":
+    def __enter__(self) -> MJPEGServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -107,7 +107,7 @@ class MJPEGServer:
             sock = self._sock
             try:
                 conn, _ = sock.accept()
-            except (socket.timeout, OSError, AttributeError):
+            except (TimeoutError, OSError, AttributeError):
                 continue
             with self._lock:
                 self.connections += 1

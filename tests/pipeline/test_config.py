@@ -8,8 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import (AssociationConfig, CameraConfig, ConfigError, DetectorConfig, PipelineConfig,
-                             TrackerConfig, TransitRule, config_from_dict, config_to_dict, load_config)
+from pipeline.config import (
+    AssociationConfig,
+    CameraConfig,
+    ConfigError,
+    DetectorConfig,
+    PipelineConfig,
+    TrackerConfig,
+    TransitRule,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 
 GOOD = """\
 cameras:

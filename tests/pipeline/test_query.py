@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.associate import CrossCameraAssociator
 from pipeline.contact_sheet import TILE_W
-from pipeline.query import iso, search_tracks, format_table, to_epoch, write_results
+from pipeline.query import format_table, iso, search_tracks, to_epoch, write_results
 from tests.pipeline.test_store import PERSON_BOXES, T0, add_track, clip_frames, make_store, near, unit
 
 

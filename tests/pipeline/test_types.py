@@ -1,4 +1,6 @@
 """Detections / Frame: parallel columns stay aligned through selection and replacement."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_with_replaces_a_column_without_touching_the_original():
     d = _dets()
     e = d.with_(track_id=np.array([1, 2, 3]))
     assert e.track_id.tolist() == [1, 2, 3] and d.track_id.tolist() == [3, -1, 7]
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         d.track_id = np.zeros(3)  # frozen
 
 

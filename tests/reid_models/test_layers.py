@@ -6,8 +6,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reid_models.layers import (ATTENTION_BLOCKS, CBAM, CPAA, RPP, BNNeck, ChannelAffinity, CosineClassifier,
-                                DynamicReLUB, GeM, NAM, PCBPool, SelfAttention, SimAM)
+from reid_models.layers import (
+    ATTENTION_BLOCKS,
+    CBAM,
+    CPAA,
+    NAM,
+    RPP,
+    BNNeck,
+    ChannelAffinity,
+    CosineClassifier,
+    DynamicReLUB,
+    GeM,
+    PCBPool,
+    SelfAttention,
+    SimAM,
+)
 
 
 @pytest.fixture(autouse=True)

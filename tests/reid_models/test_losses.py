@@ -8,8 +8,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reid_models.losses import (ArcFaceLoss, CenterLoss, CircleSoftmaxLoss, CrossEntropyLabelSmooth, GLALoss,
-                                TripletLoss, build_criterion)
+from reid_models.losses import (
+    ArcFaceLoss,
+    CenterLoss,
+    CircleSoftmaxLoss,
+    CrossEntropyLabelSmooth,
+    GLALoss,
+    TripletLoss,
+    build_criterion,
+)
 from reid_models.output import ReIDOutput
 
 

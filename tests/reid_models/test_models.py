@@ -7,8 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from reid_models import ReIDOutput, create_model, list_models
-from reid_models import backbones
+from reid_models import ReIDOutput, backbones, create_model, list_models
 from reid_models.__main__ import count_flops, count_params, main
 
 NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "mfa_r50", "nam_dyrelu_r50", "sa_r50"]

@@ -20,8 +20,19 @@ from reid_models.datasets import build_dataset
 from reid_models.losses import build_criterion
 from reid_models.output import ReIDOutput
 from reid_models.registry import list_models
-from reid_models.train import (LRFactor, build_loss_optimizer, build_model, build_optimizer, build_scheduler, feature_dims,
-                               get_args_parser, main, restore_scheduler, run_cli, train_one_epoch)
+from reid_models.train import (
+    LRFactor,
+    build_loss_optimizer,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    feature_dims,
+    get_args_parser,
+    main,
+    restore_scheduler,
+    run_cli,
+    train_one_epoch,
+)
 from reid_models.transforms import build_transforms
 
 from .conftest import REPO, person_image, train_args

@@ -1,5 +1,5 @@
-"""The compute device of a network (re-ID training/evaluation, the pipeline's detector and embedder),
-chosen and checked once."""
+"""Shared runtime of every network (re-ID training/evaluation, the pipeline's detector and embedder):
+the compute device and the autocast (AMP) dtype, each chosen and checked once, here."""
 from __future__ import annotations
 
 
@@ -32,3 +32,16 @@ def resolve_device(device: object = "auto") -> str:
     if dev in ("cpu", "mps"):
         return dev
     raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def resolve_amp(name: str, device):
+    """Autocast dtype for ``name`` in off|auto|fp16|bf16 on a ``torch.device``: ``auto`` = bf16 on CUDA
+    GPUs with native bf16 (Ampere or newer), else fp16 on CUDA (pre-Ampere GPUs such as V100/T4 only
+    emulate bf16, far slower); None (no autocast) on CPU or with ``off``."""
+    import torch
+
+    if device.type != "cuda" or name == "off":
+        return None
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
