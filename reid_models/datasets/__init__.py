@@ -13,6 +13,7 @@
 | partial_reid    | partial.read_partial_reid       | Partial_REID/{partial_body_images,whole_body_images} (test only) |
 | partial_ilids   | partial.read_partial_ilids      | PartialiLIDS/{Probe,Gallery} (test only)                   |
 | custom          | custom.read_custom              | Market-style folder, or CSV path,pid,camid,split           |
+| mot             | mot.read_mot (test only)        | a video (or img1/) + gt/gt.txt (MOTChallenge); crops cached |
 
 Every reader returns a ReIDDataset; a wrong layout raises DatasetLayoutError (a ValueError) with
 one line saying what was expected where.
@@ -29,6 +30,7 @@ from .cuhk03 import read_cuhk03
 from .custom import read_custom
 from .dukemtmc import read_dukemtmc
 from .market1501 import read_market1501
+from .mot import read_mot
 from .msmt17 import read_msmt17
 from .partial import read_partial_ilids, read_partial_reid
 
@@ -42,6 +44,7 @@ DATASETS: dict[str, Callable[..., ReIDDataset]] = {
     "partial_reid": read_partial_reid,
     "partial_ilids": read_partial_ilids,
     "custom": read_custom,
+    "mot": read_mot,
 }
 
 
