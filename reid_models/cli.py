@@ -18,17 +18,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .common import one_line
+from .common import UserError, one_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "TRACEBACK_ENV", "ArgumentParser",
            "UserError", "exit_code", "run_cli", "unwrap_worker_error"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 TRACEBACK_ENV = ("CAMREID_TRACEBACK", "REID_TRACEBACK", "PIPELINE_TRACEBACK")
-
-
-class UserError(ValueError):
-    """A problem with the user's input that no more specific error class names (exit code 2)."""
 
 
 #: Exceptions that mean "fix your input" (exit 2). ValueError covers every project input error class.

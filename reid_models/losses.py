@@ -209,7 +209,8 @@ def loss_config(section: LossConfig | Mapping) -> LossConfig:
         allowed = [f.name for f in dataclasses.fields(typing.get_args(hints[name])[0])]
         bad = sorted(set(given or {}) - set(allowed))
         if bad:
-            raise ValueError(f"loss.{name}: unknown option(s) {', '.join(map(repr, bad))}; allowed: {', '.join(allowed)}")
+            raise ValueError(f"loss.{name}: unknown option(s) {', '.join(map(repr, bad))}; "
+                             f"allowed: {', '.join(allowed)}")
     return build_section(LossConfig, {k: dict(v or {}) for k, v in section.items()}, "loss section", "loss")
 
 

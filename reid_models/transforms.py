@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torchvision import transforms as T
 
-from .config import AugmentConfig, InputConfig, FieldError
+from .config import AugmentConfig, FieldError, InputConfig
 from .registry import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Transform", "build_test_transforms", "build_train_transforms",

@@ -8,9 +8,9 @@ import torch
 import yaml
 
 from reid_models.config import ConfigError, config_from_dict, config_to_dict, load_config
+from reid_models.engine.trainer import build_model, feature_dims
 from reid_models.losses import build_criterion
 from reid_models.registry import list_models
-from reid_models.train import build_model, feature_dims
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reid"
 

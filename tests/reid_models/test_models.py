@@ -8,7 +8,8 @@ import torch
 import torchvision
 
 from reid_models import ReIDOutput, backbones, create_model, list_models
-from reid_models.__main__ import count_flops, count_params, main
+from reid_models.__main__ import main
+from reid_models.engine.benchmark import count_flops, count_params
 
 NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "mfa_r50", "nam_dyrelu_r50", "sa_r50"]
 SMALL = {"convnext_ap": {"variant": "tiny"}}  # the Base trunk is only built on "meta" below

@@ -14,28 +14,27 @@ import torch
 from PIL import Image
 
 from reid_models.checkpoint import load_model, read_checkpoint
+from reid_models.common import UserError
 from reid_models.config import load_config
 from reid_models.data import ImageDataset
 from reid_models.datasets import build_dataset
-from reid_models.losses import build_criterion
-from reid_models.output import ReIDOutput
-from reid_models.registry import list_models
-from reid_models.train import (
+from reid_models.engine.trainer import (
     LRFactor,
     build_loss_optimizer,
     build_model,
     build_optimizer,
     build_scheduler,
     feature_dims,
-    get_args_parser,
-    main,
     restore_scheduler,
-    run_cli,
     train_one_epoch,
 )
+from reid_models.losses import build_criterion
+from reid_models.output import ReIDOutput
+from reid_models.registry import list_models
+from reid_models.train import cli, get_args_parser, main
 from reid_models.transforms import build_transforms
 
-from .conftest import REPO, person_image, train_args
+from ..conftest import REPO, person_image, train_args
 
 METRIC_KEYS = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
 
@@ -170,20 +169,19 @@ def test_test_only_dataset_cannot_be_trained(tmp_path):
             Image.fromarray(person_image(pid, 0)).save(path)
     args = train_args(tmp_path, tmp_path / "out")
     args[args.index("market1501")] = "partial_reid"
-    with pytest.raises(SystemExit, match="partial_reid has no training split .*test-only.*reid_models.evaluate"):
+    with pytest.raises(UserError, match="partial_reid has no training split .*test-only.*reid_models.evaluate"):
         main(get_args_parser().parse_args(args))
 
 
-def test_bad_input_is_one_error_line(tmp_path, market_root):
+def test_bad_input_is_one_error_line(tmp_path, market_root, capsys):
     args = train_args(tmp_path / "missing", tmp_path / "out")
-    with pytest.raises(SystemExit) as excinfo:
-        run_cli(main, get_args_parser().parse_args(args))
-    message = str(excinfo.value)
+    assert cli(args) == 2
+    message = capsys.readouterr().err
     assert message.startswith("error: Market-1501: data root ") and "missing does not exist" in message
-    assert "\n" not in message
+    assert message.count("\n") == 1
     args = train_args(market_root, tmp_path / "out")
     args[args.index("--pretrained") + 1] = str(tmp_path / "resnet50-0676ba61.pth")
-    with pytest.raises(SystemExit, match="--pretrained file not found: .*resnet50-0676ba61.pth"):
+    with pytest.raises(UserError, match="--pretrained file not found: .*resnet50-0676ba61.pth"):
         main(get_args_parser().parse_args(args))
 
 
@@ -207,7 +205,7 @@ def test_mixed_precision_step_with_grad_scaler(market_root):
 
 def test_init_loads_matching_weights_and_keeps_new_layers_fresh(trained_run, capsys):
     """--init (e.g. PCB -> RPP second stage): every tensor whose name and shape match is loaded."""
-    from reid_models.train import init_weights
+    from reid_models.engine.trainer import init_weights
 
     trained = read_checkpoint(trained_run / "last.pt")["state_dict"]
     same = build_model(load_config(REPO / "configs" / "reid" / "bot_r50.yaml"), num_classes=6, pretrained=None)
@@ -222,7 +220,7 @@ def test_init_loads_matching_weights_and_keeps_new_layers_fresh(trained_run, cap
 
 def test_offline_imagenet_download_is_one_error_line(market_root, tmp_path, monkeypatch):
     """backbones fails fast offline; train turns it into one line naming the --pretrained flag."""
-    import reid_models.train as train_module
+    import reid_models.engine.trainer as train_module
 
     def offline(*args, pretrained=None, **kwargs):
         assert pretrained is True  # --pretrained download
@@ -232,5 +230,5 @@ def test_offline_imagenet_download_is_one_error_line(market_root, tmp_path, monk
     monkeypatch.setattr(train_module, "create_model", offline)
     args = train_args(market_root, tmp_path / "out")
     args[args.index("--pretrained") + 1] = "download"
-    with pytest.raises(SystemExit, match=r"^error: cannot download ImageNet .* \(here: --pretrained /path/to/that"):
+    with pytest.raises(UserError, match=r"^cannot download ImageNet .* \(here: --pretrained /path/to/that"):
         main(get_args_parser().parse_args(args))

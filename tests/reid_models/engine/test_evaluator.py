@@ -3,17 +3,18 @@ and feature extraction with flip averaging."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from reid_models.evaluate import extract_features, get_args_parser, main
+from reid_models.engine.evaluator import extract_features
+from reid_models.evaluate import cli, get_args_parser, main
 from reid_models.output import ReIDOutput
-from reid_models.train import run_cli
 
-from .conftest import person_image
+from ..conftest import person_image
 
 
 def test_evaluate_cli_reproduces_the_training_metrics(trained_run, market_root, tmp_path):
@@ -49,11 +50,11 @@ def test_evaluate_on_a_test_only_dataset(trained_run, tmp_path):
     assert 0 <= result["without_rerank"]["mAP"] <= 100
 
 
-def test_missing_checkpoint_is_one_error_line(tmp_path, market_root):
-    args = get_args_parser().parse_args(["--checkpoint", str(tmp_path / "best.pt"), "--data-root", str(market_root),
-                                         "--dataset", "market1501"])
-    with pytest.raises(SystemExit, match=r"^error: checkpoint not found: .*best.pt \(pass the .pt written by"):
-        run_cli(main, args)
+def test_missing_checkpoint_is_one_error_line(tmp_path, market_root, capsys):
+    args = ["--checkpoint", str(tmp_path / "best.pt"), "--data-root", str(market_root), "--dataset", "market1501"]
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert re.match(r"^error: checkpoint not found: .*best.pt \(pass the .pt written by", err) and err.count("\n") == 1
 
 
 class _HalfSensitive(torch.nn.Module):
@@ -78,7 +79,7 @@ def test_extract_features_flip_averages_image_and_mirror():
 def test_auto_amp_picks_fp16_where_bf16_is_only_emulated(monkeypatch):
     """A V100/T4 'supports' bf16 only by emulation (torch's default is_bf16_supported() says True):
     auto must pick fp16 there, bf16 only on GPUs with native bf16."""
-    from reid_models.evaluate import resolve_amp
+    from reid_models.runtime import resolve_amp
 
     def pre_ampere(including_emulation: bool = True) -> bool:
         return including_emulation
@@ -102,13 +103,14 @@ def test_flip_defaults_to_the_recipe_stored_in_the_checkpoint(trained_run, marke
 
 
 def test_device_option_is_checked_with_a_one_line_error(monkeypatch):
-    from reid_models.evaluate import resolve_device
+    from reid_models.engine.evaluator import resolve_device
+    from reid_models.runtime import DeviceError
 
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
     for bad, words in (("cuda", "CUDA is not available"), ("tpu", "unknown device")):
-        with pytest.raises(SystemExit) as excinfo:
+        with pytest.raises(DeviceError) as excinfo:
             resolve_device(bad)
         message = str(excinfo.value)
-        assert message.startswith("error: --device") and words in message and "\n" not in message
+        assert message.startswith("--device") and words in message and "\n" not in message
