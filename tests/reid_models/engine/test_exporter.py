@@ -6,10 +6,12 @@ import json
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 from reid_models.export import cli, get_args_parser, main
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(trained_run, tmp_path, capsys):
     path = tmp_path / "bot_r50.onnx"
     diff = main(get_args_parser().parse_args(["--checkpoint", str(trained_run / "last.pt"), "--format", "onnx",
@@ -24,6 +26,7 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, capsys):
     assert emb.shape == (5, 2048) and np.isfinite(emb).all()
 
 
+@pytest.mark.slow
 def test_parity_above_tolerance_exits_non_zero(trained_run, tmp_path, capsys):
     out = tmp_path / "new" / "m.onnx"
     assert cli(["--checkpoint", str(trained_run / "last.pt"), "--output", str(out), "--batch-size", "1",

@@ -48,6 +48,7 @@ def tiny_batch(market_root: Path, size=(64, 32)) -> tuple[torch.Tensor, torch.Te
     return torch.stack(images), torch.tensor(pids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_model_learns_with_its_recipe_losses(name, market_root):
     """Forward, then optimisation steps on one tiny batch with the recipe's loss section: the loss falls.
@@ -115,6 +116,7 @@ def test_resume_keeps_the_new_runs_schedule():
     assert opt2.param_groups[0]["lr"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_train_cli_writes_checkpoints_metrics_and_figures(trained_run):
     for name in ("last.pt", "best.pt", "metrics.json", "cmc.png", "ranked_results.png", "log.jsonl"):
         assert (trained_run / name).is_file(), name
@@ -142,6 +144,7 @@ def test_train_cli_writes_checkpoints_metrics_and_figures(trained_run):
     assert (np.abs(grid.astype(int) - (0, 200, 0)).sum(2) == 0).any()  # a correct match framed green
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch(trained_run, market_root, tmp_path):
     start = tmp_path / "start.pt"
     shutil.copy(trained_run / "last.pt", start)
@@ -185,6 +188,7 @@ def test_bad_input_is_one_error_line(tmp_path, market_root, capsys):
         main(get_args_parser().parse_args(args))
 
 
+@pytest.mark.slow
 def test_mixed_precision_step_with_grad_scaler(market_root):
     """The CUDA path's autocast + GradScaler + channels_last code, run on the CPU with bf16."""
     cfg = load_config(REPO / "configs" / "reid" / "bot_r50.yaml")
@@ -203,6 +207,7 @@ def test_mixed_precision_step_with_grad_scaler(market_root):
     assert scaler.get_scale() > 1 and not torch.equal(centers, criterion.losses["center"][0].centers)
 
 
+@pytest.mark.slow
 def test_init_loads_matching_weights_and_keeps_new_layers_fresh(trained_run, capsys):
     """--init (e.g. PCB -> RPP second stage): every tensor whose name and shape match is loaded."""
     from reid_models.engine.trainer import init_weights
@@ -232,3 +237,26 @@ def test_offline_imagenet_download_is_one_error_line(market_root, tmp_path, monk
     args[args.index("--pretrained") + 1] = "download"
     with pytest.raises(UserError, match=r"^cannot download ImageNet .* \(here: --pretrained /path/to/that"):
         main(get_args_parser().parse_args(args))
+
+
+@pytest.mark.slow
+def test_corrupt_train_jpeg_is_one_error_line_whatever_the_worker_count(market_root, tmp_path):
+    """Issue 9: with the default DataLoader workers a corrupt JPEG gave an 18-line 'Caught ImageReadError in
+    DataLoader worker process 0' traceback; now one line naming the file (exit 2), as with --num-workers 0."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(market_root, data)
+    for path in (data / "Market-1501-v15.09.15" / "bounding_box_train").glob("*.jpg"):
+        path.write_bytes(path.read_bytes()[:200])  # every train image truncated: the first batch fails
+    args = [a for a in train_args(data, tmp_path / "out") if a not in ("--num-workers", "0")]
+    assert "--num-workers" not in args  # the default worker count (> 0 on any machine with 2 CPUs)
+    run = subprocess.run([sys.executable, "-m", "reid_models.train", *args], capture_output=True, text=True,
+                         cwd=REPO, timeout=300, env={**os.environ, "CAMREID_TRACEBACK": "", "REID_TRACEBACK": ""})
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("epoch ")]  # tqdm's progress bar
+    assert len(lines) == 1 and lines[0].startswith("error: cannot decode image "), run.stderr
+    assert "corrupt or truncated" in lines[0] and "Traceback" not in run.stderr
