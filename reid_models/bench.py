@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, command
+from .engine.benchmark import DTYPES, main
+
+__all__ = ["cli", "get_args_parser", "main"]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    from .engine.benchmark import DTYPES
-
     parser = ArgumentParser(description="Embedding throughput (crops/s) per model and batch size",
                             add_help=add_help)
     parser.add_argument("--models", nargs="+", default=None, help="registry names (default: all)")
@@ -35,16 +35,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> list:
-    """Measure and print (see reid_models.engine.benchmark); returns the BenchResults."""
-    from .engine import benchmark
-
-    return benchmark.main(args)
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m reid_models.bench``: exit code 0, 2 for bad input, 1 for an internal failure."""
-    return run_cli(lambda a: main(get_args_parser().parse_args(a)), argv)
+cli = command(get_args_parser, main)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from typing import Any
 from .common import UserError, one_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "TRACEBACK_ENV", "ArgumentParser",
-           "UserError", "exit_code", "run_cli", "unwrap_worker_error"]
+           "UserError", "command", "exit_code", "run_cli",
+           "unwrap_worker_error"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 TRACEBACK_ENV = ("CAMREID_TRACEBACK", "REID_TRACEBACK", "PIPELINE_TRACEBACK")
@@ -100,3 +101,13 @@ def run_cli(fn: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | Non
         print(error_line(exc), file=sys.stderr)
         return exit_code(exc)
     return result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
+
+
+def command(get_args_parser: Callable[[], argparse.ArgumentParser],
+            main: Callable[[argparse.Namespace], Any]) -> Callable[[Sequence[str] | None], int]:
+    """``cli(argv=None) -> exit code`` of a command made of its parser factory and ``main(args)``."""
+    def cli(argv: Sequence[str] | None = None) -> int:
+        return run_cli(lambda args: main(get_args_parser().parse_args(args)), argv)
+
+    cli.__doc__ = f"Command line of {main.__module__}: exit 0, 2 for bad input, 1 for an internal failure."
+    return cli

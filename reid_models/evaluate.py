@@ -11,11 +11,13 @@ training); this module is its command line (also ``python -m reid_models evaluat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, command
+from .engine.evaluator import main
+
+__all__ = ["cli", "get_args_parser", "main"]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -27,7 +29,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None,
                         help="output folder (default: the checkpoint's folder/eval-<dataset>)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--num-workers", type=int, default=4)
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="DataLoader worker processes (default: 4, at most one per CPU)")
     parser.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True,
                         help="also report k-reciprocal re-ranked metrics (default on)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
@@ -38,16 +41,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate the checkpoint (see reid_models.engine.evaluator); returns the metrics."""
-    from .engine import evaluator
-
-    return evaluator.main(args)
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m reid_models.evaluate``: exit code 0, 2 for bad input, 1 for an internal failure."""
-    return run_cli(lambda a: main(get_args_parser().parse_args(a)), argv)
+cli = command(get_args_parser, main)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, command
+from .engine.exporter import main
+
+__all__ = ["cli", "get_args_parser", "main"]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -32,16 +34,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> float:
-    """Export and check (see reid_models.engine.exporter); returns the max abs difference."""
-    from .engine import exporter
-
-    return exporter.main(args)
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m reid_models.export``: exit code 0, 2 for bad input, 1 for an internal failure."""
-    return run_cli(lambda a: main(get_args_parser().parse_args(a)), argv)
+cli = command(get_args_parser, main)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, command
+from .engine.trainer import main
+
+__all__ = ["cli", "get_args_parser", "main"]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -60,16 +61,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    """Train (see reid_models.engine.trainer); returns the last evaluation's metrics."""
-    from .engine import trainer
-
-    return trainer.main(args)
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """``python -m reid_models.train``: exit code 0, 2 for bad input, 1 for an internal failure."""
-    return run_cli(lambda a: main(get_args_parser().parse_args(a)), argv)
+cli = command(get_args_parser, main)
 
 
 if __name__ == "__main__":
