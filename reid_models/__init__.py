@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["create_model", "list_models", "register_model", "ReIDOutput", "load_model", "save_checkpoint"]
+__all__ = ["create_model", "get_model_info", "list_models", "model_defaults", "register_model", "ReIDOutput",
+           "load_model", "save_checkpoint"]
 
-_HOMES = {"create_model": "registry", "list_models": "registry", "register_model": "registry",
+_HOMES = {"create_model": "registry", "get_model_info": "registry", "list_models": "registry",
+          "model_defaults": "registry", "register_model": "registry",
           "ReIDOutput": "output", "load_model": "checkpoint", "save_checkpoint": "checkpoint"}
 
 

@@ -6,12 +6,18 @@ torch, so light commands (query, export, eval) can use it cheaply.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "decode_image", "encode_jpeg", "iso_time", "l2_normalize",
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "UserError", "atomic_output", "decode_image", "encode_jpeg",
+           "iso_time", "l2_normalize",
            "one_line", "parse_time", "read_image_bgr"]
 
 #: File endings read as images (image-folder cameras, re-ID dataset folders, query photos).
@@ -21,6 +27,10 @@ TIME_HELP = "use ISO-8601 such as 2024-05-01T10:00:30Z (no offset = UTC) or epoc
 
 
 # ----------------------------------------------------------------------------- errors
+class UserError(ValueError):
+    """A problem with the user's input that no more specific error class names (commands exit 2)."""
+
+
 def one_line(exc: BaseException | str) -> str:
     """The text of an exception (or string) with all white space folded into single spaces."""
     text = " ".join(str(exc).split())
@@ -115,3 +125,35 @@ def encode_jpeg(image: np.ndarray, quality: int = 85, height: int | None = None)
     if not ok:
         raise RuntimeError("cannot JPEG-encode an image")
     return buf.tobytes()
+
+
+# ----------------------------------------------------------------------------- files
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Write a file or folder all at once: yields a temporary path beside ``path`` to create it at.
+
+    On success the result is renamed to ``path`` (an existing file or folder there is replaced);
+    on any error nothing is left behind: neither the temporary folder nor parent folders made here.
+    """
+    path = Path(path)
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        result = workdir / path.name
+        yield result
+        if not result.exists():
+            raise RuntimeError(f"nothing was written for {path}")
+        if path.is_dir() and not path.is_symlink():
+            old = workdir / ".replaced"
+            path.rename(old)
+            result.rename(path)
+        else:
+            os.replace(result, path)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)

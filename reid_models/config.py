@@ -11,6 +11,7 @@ wrong type is a :class:`ConfigError` naming the file, the key path and the allow
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,11 +20,33 @@ from typing import Any
 
 import yaml
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
-
 
 class ConfigError(ValueError):
     """A recipe file that does not match the schema (one line: file, key path, fix)."""
+
+
+class FieldError(ConfigError):
+    """A bad value found by a section's ``__post_init__``: ``key`` is relative to the section."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise FieldError(key, message)
+
+
+def _check_numbers(section: Any, *, probabilities: tuple[str, ...] = ()) -> None:
+    """Every int/float field of ``section`` is finite and >= 0; ``probabilities`` lie in [0, 1]."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        _require(math.isfinite(value) and value >= 0, f.name, f"must be a non-negative number, got {value!r}")
+        if f.name in probabilities:
+            _require(value <= 1, f.name, f"must be a probability in [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -36,21 +59,59 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class InputConfig:
-    """Crop size (H, W) in pixels and the per-channel normalisation (RGB, 0..1 scale)."""
+    """Crop size (H, W) in pixels and the per-channel normalisation (RGB, 0..1 scale).
 
-    size: tuple[int, int] = (256, 128)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    A field left out (None) takes the model's registered default (``registry.get_model_info``)
+    when the recipe is built; :meth:`resolved` fills them for a model, or with the registry's
+    generic defaults (256x128, ImageNet) without one.
+    """
+
+    size: tuple[int, int] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            size = tuple(self.size)
+            _require(len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size),
+                     "size", f"must be [H, W] with positive ints, got {list(size)}")
+            _require(min(size) >= 16, "size", f"{list(size)} is too small (H W in pixels, e.g. [256, 128])")
+            object.__setattr__(self, "size", size)
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if value is not None:
+                _require(len(value) == 3, key, f"needs 3 values (RGB), got {list(value)}")
+                object.__setattr__(self, key, tuple(float(v) for v in value))
+        _require(self.std is None or min(self.std) > 0, "std", "must be > 0")
+
+    def resolved(self, model: str | None = None) -> InputConfig:
+        """Copy with every None field set from ``model``'s registered defaults (generic ones for None)."""
+        from .registry import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, get_model_info
+
+        if model is not None:
+            info = get_model_info(model)
+            size, mean, std = info.input_size, info.mean, info.std
+        else:
+            size, mean, std = DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+        return InputConfig(size=self.size or size, mean=self.mean or mean, std=self.std or std)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Train-time augmentation: flip probability, zero padding (px) before the random crop back
-    to ``input.size`` (0 = no pad/crop), random-erasing probability (0 = off)."""
+    to ``input.size`` (0 = no pad/crop), random-erasing probability (0 = off) and the erased
+    pixels' value (``random`` per-pixel normal noise, or a number in normalised units: 0 = the mean colour)."""
 
     flip: float = 0.5
     pad: int = 10
     random_erasing: float = 0.5
+    erasing_value: str | float = "random"
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, probabilities=("flip", "random_erasing"))
+        if isinstance(self.erasing_value, str):
+            _require(self.erasing_value == "random", "erasing_value",
+                     f"must be 'random' or a number, got {self.erasing_value!r}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +120,11 @@ class SamplerConfig:
 
     batch_size: int = 64
     num_instances: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.num_instances >= 1, "num_instances", "must be >= 1")
+        _require(self.batch_size >= 1 and self.batch_size % self.num_instances == 0, "batch_size",
+                 f"{self.batch_size} is not a multiple of sampler.num_instances={self.num_instances} (P x K batches)")
 
 
 @dataclass(frozen=True)
@@ -70,6 +136,11 @@ class OptimizerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bias_lr_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.name in ("sgd", "adam", "adamw"), "name", f"{self.name!r} is not one of sgd, adam, adamw")
+        _check_numbers(self)
+        _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +156,12 @@ class ScheduleConfig:
     gamma: float = 0.1
     min_lr: float = 0.0
 
+    def __post_init__(self) -> None:
+        _require(self.type in ("step", "cosine"), "type", f"{self.type!r} is not one of step, cosine")
+        _require(self.epochs >= 1, "epochs", "must be >= 1")
+        _check_numbers(self)
+        _require(self.warmup_epochs < self.epochs, "warmup_epochs", "must be smaller than schedule.epochs")
+
 
 @dataclass(frozen=True)
 class CETerm:
@@ -93,25 +170,27 @@ class CETerm:
     weight: float = 1.0
     label_smooth: float = 0.1
 
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+        _require(self.label_smooth < 1, "label_smooth", f"must be in [0, 1), got {self.label_smooth}")
+
 
 @dataclass(frozen=True)
-class ArcFaceTerm:
+class ArcFaceTerm(CETerm):
     """Additive angular margin on cosine logits: cos(theta + margin) * scale."""
 
-    weight: float = 1.0
+    label_smooth: float = 0.0
     margin: float = 0.5
     scale: float = 64.0
-    label_smooth: float = 0.0
 
 
 @dataclass(frozen=True)
-class CircleTerm:
+class CircleTerm(CETerm):
     """Circle-softmax on cosine logits (relaxation ``margin``, scale ``gamma``)."""
 
-    weight: float = 1.0
+    label_smooth: float = 0.0
     margin: float = 0.25
     gamma: float = 64.0
-    label_smooth: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +202,9 @@ class TripletTerm:
     margin: float | None = 0.3
     normalize: bool = False
 
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+
 
 @dataclass(frozen=True)
 class CenterTerm:
@@ -130,6 +212,9 @@ class CenterTerm:
 
     weight: float = 5e-4
     lr: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_numbers(self)
 
 
 @dataclass(frozen=True)
@@ -139,10 +224,17 @@ class GLATerm:
     weight: float = 1.0
     detach_stripes: bool = True
 
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+
+
+CLASSIFICATION_LOSSES = ("ce", "arcface", "circle")
+
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The ``loss`` section: each present term is one loss; absent terms are off."""
+    """The ``loss`` section: each present term is one loss; absent terms are off. At most one
+    classification term (ce, arcface, circle); a recipe needs exactly one."""
 
     ce: CETerm | None = None
     arcface: ArcFaceTerm | None = None
@@ -151,8 +243,13 @@ class LossConfig:
     center: CenterTerm | None = None
     gla: GLATerm | None = None
 
+    def __post_init__(self) -> None:
+        chosen = [t for t in CLASSIFICATION_LOSSES if getattr(self, t) is not None]
+        _require(len(chosen) <= 1, "", f"needs exactly one of ce, arcface, circle (the identity loss): "
+                                       f"choose one classification loss, got {', '.join(chosen)}")
+
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        """``{term: {key: value}}`` for ``losses.build_criterion`` (absent terms left out)."""
+        """``{term: {key: value}}`` (absent terms left out)."""
         return {f.name: dataclasses.asdict(getattr(self, f.name))
                 for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
@@ -167,10 +264,14 @@ class EvalConfig:
     flip: bool = False
     batch_size: int = 128
 
+    def __post_init__(self) -> None:
+        _require(self.every >= 1, "every", "must be >= 1")
+        _require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A whole recipe."""
+    """A whole recipe. ``input`` fields left out take the model's registered defaults."""
 
     model: ModelConfig
     optimizer: OptimizerConfig
@@ -183,8 +284,16 @@ class TrainConfig:
     paper: str = ""
     seed: int = 0
 
-
-_CHOICES = {"optimizer.name": ("sgd", "adam", "adamw"), "schedule.type": ("step", "cosine")}
+    def __post_init__(self) -> None:
+        classifiers = [t for t in CLASSIFICATION_LOSSES if getattr(self.loss, t) is not None]
+        _require(len(classifiers) == 1, "loss",
+                 f"needs exactly one of ce, arcface, circle (the identity loss), got {classifiers}")
+        if None in (self.input.size, self.input.mean, self.input.std):
+            try:
+                resolved = self.input.resolved(self.model.name)
+            except KeyError as exc:
+                raise FieldError("model.name", exc.args[0]) from None
+            object.__setattr__(self, "input", resolved)
 
 
 def _fail(source: str, path: str, message: str) -> typing.NoReturn:
@@ -196,9 +305,14 @@ def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
+        if value is None and len(args) < len(typing.get_args(tp)):
             return None
-        return _convert(value, args[0], source, path)
+        for arg in args[:-1]:  # the first alternative the value fits (e.g. str | float)
+            try:
+                return _convert(value, arg, source, path)
+            except ConfigError:
+                pass
+        return _convert(value, args[-1], source, path)
     if dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
@@ -256,36 +370,22 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 _fail(source, path, "missing required key")
             continue
-        value = _convert(data[name], hints[name], source, path)
-        if path in _CHOICES and value not in _CHOICES[path]:
-            _fail(source, path, f"{value!r} is not one of {', '.join(_CHOICES[path])}")
-        kwargs[name] = value
-    return cls(**kwargs)
+        kwargs[name] = _convert(data[name], hints[name], source, path)
+    try:
+        return cls(**kwargs)
+    except FieldError as exc:  # a section's __post_init__ check: name the file and the key path
+        path = ".".join(p for p in (prefix, exc.key) if p) or "top level"
+        _fail(source, path, exc.message)
 
 
-def _check(cfg: TrainConfig, source: str) -> None:
-    """Cross-field checks a type check cannot do."""
-    if cfg.sampler.batch_size % cfg.sampler.num_instances:
-        _fail(source, "sampler.batch_size", f"{cfg.sampler.batch_size} is not a multiple of "
-                                            f"sampler.num_instances={cfg.sampler.num_instances} (P x K batches)")
-    classifiers = [t for t in ("ce", "arcface", "circle") if getattr(cfg.loss, t) is not None]
-    if len(classifiers) != 1:
-        _fail(source, "loss", f"needs exactly one of ce, arcface, circle (the identity loss), got {classifiers}")
-    if cfg.schedule.epochs < 1:
-        _fail(source, "schedule.epochs", "must be >= 1")
-    if cfg.schedule.warmup_epochs >= cfg.schedule.epochs:
-        _fail(source, "schedule.warmup_epochs", "must be smaller than schedule.epochs")
-    if cfg.eval.every < 1:
-        _fail(source, "eval.every", "must be >= 1")
-    if min(cfg.input.size) < 16:
-        _fail(source, "input.size", f"{list(cfg.input.size)} is too small (H W in pixels, e.g. [256, 128])")
+def build_section(cls: type, data: Any, source: str, prefix: str = "") -> Any:
+    """Typed, checked config section ``cls`` from a mapping; errors name ``source`` and the key path."""
+    return _build(cls, data, source, prefix)
 
 
 def config_from_dict(data: Any, source: str = "<config>") -> TrainConfig:
     """Build a :class:`TrainConfig` from a parsed YAML mapping; ``source`` names it in errors."""
-    cfg = _build(TrainConfig, data, source, "")
-    _check(cfg, source)
-    return cfg
+    return _build(TrainConfig, data, source, "")
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -12,15 +12,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from .common import ImageReadError
 from .datasets.base import Item, ReIDDataset
 from .sampler import RandomIdentitySampler
 from .transforms import build_transforms
 
+__all__ = ["ImageDataset", "ImageReadError", "build_test_loaders", "build_train_loader", "read_image"]
+
 TransformLike = Callable[[Image.Image], torch.Tensor] | Mapping[str, object] | None
-
-
-class ImageReadError(RuntimeError):
-    """An image file is missing, unreadable or not a decodable image (message names the file)."""
 
 
 def read_image(path: str) -> Image.Image:

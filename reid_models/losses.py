@@ -9,26 +9,21 @@ Every loss acts on fields of :class:`reid_models.output.ReIDOutput`:
 * ``gla`` (MFA only): on ``out.aux["branch_features"]`` (B, n, d) and ``out.aux["stripe_features"]``
   (B, n, d).
 
-Loss section format (each entry optional, unknown names or options are an error)::
-
-    ce:      {weight: 1.0, label_smooth: 0.1}
-    arcface: {weight: 1.0, margin: 0.5, scale: 64.0, label_smooth: 0.0}
-    circle:  {weight: 1.0, margin: 0.25, gamma: 64.0, label_smooth: 0.0}
-    triplet: {weight: 1.0, margin: 0.3, normalize: false}   # margin null -> soft-margin
-    center:  {weight: 0.0005, lr: 0.5}
-    gla:     {weight: 1.0, detach_stripes: true}
-
-The values shown are the defaults.
+The loss section (``ce``, ``arcface``, ``circle``, ``triplet``, ``center``, ``gla``, each optional) and
+every option's default are the term dataclasses of :class:`reid_models.config.LossConfig`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import CLASSIFICATION_LOSSES, LossConfig, build_section
 from .output import ReIDOutput
 
 BRANCH_KEY = "branch_features"
@@ -193,42 +188,30 @@ class GLALoss(nn.Module):
         return (1.0 - F.cosine_similarity(branch.float(), stripe.float(), dim=2)).mean()
 
 
-# name -> (allowed options with defaults)
-_SPEC: dict[str, dict[str, object]] = {
-    "ce": {"weight": 1.0, "label_smooth": 0.1},
-    "arcface": {"weight": 1.0, "margin": 0.5, "scale": 64.0, "label_smooth": 0.0},
-    "circle": {"weight": 1.0, "margin": 0.25, "gamma": 64.0, "label_smooth": 0.0},
-    "triplet": {"weight": 1.0, "margin": 0.3, "normalize": False},
-    "center": {"weight": 0.0005, "lr": 0.5},
-    "gla": {"weight": 1.0, "detach_stripes": True},
-}
-_CLASSIFICATION = ("ce", "arcface", "circle")
+def loss_config(section: LossConfig | Mapping) -> LossConfig:
+    """The typed ``loss`` section from a LossConfig or a plain mapping ``{term: {option: value}}``.
 
-
-def _options(name: str, given: Mapping | None) -> dict:
-    """Defaults of loss ``name`` overridden by ``given``; unknown or mistyped options -> ValueError."""
-    if given is None:
-        given = {}
-    if not isinstance(given, Mapping):
-        raise ValueError(f"loss.{name} must be a mapping of options, got {given!r}")
-    spec = _SPEC[name]
-    unknown = sorted(set(given) - set(spec))
+    Option names and defaults are those of the term dataclasses in ``reid_models.config``; unknown
+    names or options, bad values or two classification losses -> ValueError naming them."""
+    if isinstance(section, LossConfig):
+        return section
+    if not isinstance(section, Mapping) or not section:
+        raise ValueError(f"loss section must be a non-empty mapping of loss name -> options, got {section!r}")
+    terms = {f.name: f.type for f in dataclasses.fields(LossConfig)}
+    unknown = sorted(set(section) - set(terms))
     if unknown:
-        raise ValueError(f"loss.{name}: unknown option(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(spec)}")
-    opts = {**spec, **given}
-    for key, value in opts.items():
-        default = spec[key]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"loss.{name}.{key} must be true or false, got {value!r}")
-        elif name == "triplet" and key == "margin" and value is None:
-            continue
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"loss.{name}.{key} must be a non-negative number, got {value!r}")
-        else:
-            opts[key] = float(value)
-    return opts
+        raise ValueError(f"unknown loss(es) {', '.join(map(repr, unknown))} in the loss section; "
+                         f"choose from {', '.join(terms)}")
+    hints = typing.get_type_hints(LossConfig)
+    for name, given in section.items():
+        if given is not None and not isinstance(given, Mapping):
+            raise ValueError(f"loss.{name} must be a mapping of options, got {given!r}")
+        allowed = [f.name for f in dataclasses.fields(typing.get_args(hints[name])[0])]
+        bad = sorted(set(given or {}) - set(allowed))
+        if bad:
+            raise ValueError(f"loss.{name}: unknown option(s) {', '.join(map(repr, bad))}; "
+                             f"allowed: {', '.join(allowed)}")
+    return build_section(LossConfig, {k: dict(v or {}) for k, v in section.items()}, "loss section", "loss")
 
 
 class Criterion(nn.Module):
@@ -257,7 +240,7 @@ class Criterion(nn.Module):
                                  "(relabel the training pids)")
         values: dict[str, torch.Tensor] = {}
         for name, loss in self.losses.items():
-            if name in _CLASSIFICATION:
+            if name in CLASSIFICATION_LOSSES:
                 values[name] = self._over_logits(name, loss, out, pids)
             elif name == "triplet":
                 values[name] = torch.stack([loss(f, pids) for f in self._features(name, out)]).mean()
@@ -296,48 +279,32 @@ class Criterion(nn.Module):
         return out.features
 
 
-def build_criterion(loss_cfg: Mapping, num_classes: int, feat_dim: int | Sequence[int] | None = None) -> Criterion:
-    """Build the weighted loss of a recipe from its ``loss`` section (format in the module docstring).
+def build_criterion(loss_cfg: LossConfig | Mapping, num_classes: int,
+                    feat_dim: int | Sequence[int] | None = None) -> Criterion:
+    """The :class:`Criterion` of a ``loss`` section (a LossConfig, or a mapping read by :func:`loss_config`).
 
-    num_classes: number of training identities. feat_dim: needed only for ``center``: one int
-    (one set of centres shared by every entry of out.features) or one int per entry of
-    out.features (a set of centres each, e.g. MFA's branches).
-    Unknown loss names, unknown options, bad values, or more than one classification loss
-    -> ValueError naming them.
+    ``feat_dim``: size of the features the center loss acts on (one int, or one per entry of
+    ``ReIDOutput.features``, e.g. MFA's branches). Bad sections -> ValueError naming the problem.
     """
-    if not isinstance(loss_cfg, Mapping) or not loss_cfg:
-        raise ValueError(f"loss section must be a non-empty mapping of loss name -> options, got {loss_cfg!r}")
-    unknown = sorted(set(loss_cfg) - set(_SPEC))
-    if unknown:
-        raise ValueError(f"unknown loss(es) {', '.join(map(repr, unknown))} in the loss section; "
-                         f"choose from {', '.join(_SPEC)}")
-    cls_losses = [n for n in _CLASSIFICATION if n in loss_cfg]
-    if len(cls_losses) > 1:
-        raise ValueError(f"choose one classification loss, got {', '.join(cls_losses)}")
-    opts = {name: _options(name, loss_cfg[name]) for name in loss_cfg}
-    for name in cls_losses:
-        if opts[name]["label_smooth"] >= 1.0:
-            raise ValueError(f"loss.{name}.label_smooth must be in [0, 1), got {opts[name]['label_smooth']}")
+    cfg = loss_config(loss_cfg)
     losses: dict[str, nn.Module] = {}
-    for name, o in opts.items():
-        if name == "ce":
-            losses[name] = CrossEntropyLabelSmooth(num_classes, o["label_smooth"])
-        elif name == "arcface":
-            losses[name] = ArcFaceLoss(num_classes, o["margin"], o["scale"], o["label_smooth"])
-        elif name == "circle":
-            losses[name] = CircleSoftmaxLoss(num_classes, o["margin"], o["gamma"], o["label_smooth"])
-        elif name == "triplet":
-            losses[name] = TripletLoss(o["margin"], o["normalize"])
-        elif name == "center":
-            if feat_dim is None:
-                raise ValueError("center loss needs the feature size: build_criterion(..., feat_dim=D)")
-            dims = [feat_dim] if isinstance(feat_dim, int) else list(feat_dim)
-            if not dims or any(not isinstance(d, int) or d <= 0 for d in dims):
-                raise ValueError(f"feat_dim must be a positive int or a list of them, got {feat_dim!r}")
-            scale = 1.0 / o["weight"] if o["weight"] > 0 else 1.0
-            losses[name] = nn.ModuleList(CenterLoss(num_classes, d, scale) for d in dims)
-        else:
-            losses[name] = GLALoss(o["detach_stripes"])
-    weights = {name: o["weight"] for name, o in opts.items()}
-    center_lr = opts["center"]["lr"] if "center" in opts else None
-    return Criterion(losses, weights, num_classes, center_lr)
+    if cfg.ce is not None:
+        losses["ce"] = CrossEntropyLabelSmooth(num_classes, cfg.ce.label_smooth)
+    if cfg.arcface is not None:
+        losses["arcface"] = ArcFaceLoss(num_classes, cfg.arcface.margin, cfg.arcface.scale, cfg.arcface.label_smooth)
+    if cfg.circle is not None:
+        losses["circle"] = CircleSoftmaxLoss(num_classes, cfg.circle.margin, cfg.circle.gamma, cfg.circle.label_smooth)
+    if cfg.triplet is not None:
+        losses["triplet"] = TripletLoss(cfg.triplet.margin, cfg.triplet.normalize)
+    if cfg.center is not None:
+        if feat_dim is None:
+            raise ValueError("center loss needs the feature size: build_criterion(..., feat_dim=D)")
+        dims = [feat_dim] if isinstance(feat_dim, int) else list(feat_dim)
+        if not dims or any(not isinstance(d, int) or d <= 0 for d in dims):
+            raise ValueError(f"feat_dim must be a positive int or a list of them, got {feat_dim!r}")
+        scale = 1.0 / cfg.center.weight if cfg.center.weight > 0 else 1.0
+        losses["center"] = nn.ModuleList(CenterLoss(num_classes, d, scale) for d in dims)
+    if cfg.gla is not None:
+        losses["gla"] = GLALoss(cfg.gla.detach_stripes)
+    weights = {name: getattr(cfg, name).weight for name in losses}
+    return Criterion(losses, weights, num_classes, cfg.center.lr if cfg.center is not None else None)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .common import l2_normalize
+
 JUNK_PID = -1
 _QUERY_CHUNK = 128  # queries ranked at once: bounds memory to ~100 MB at G = 16k
 
@@ -44,9 +46,7 @@ def compute_distmat(qf: np.ndarray, gf: np.ndarray, metric: str = "euclidean") -
         sq = (qf * qf).sum(1)[:, None] + (gf * gf).sum(1)[None, :] - 2.0 * (qf @ gf.T)
         return np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq)
     if metric == "cosine":
-        qn = qf / np.maximum(np.linalg.norm(qf, axis=1, keepdims=True), 1e-12)
-        gn = gf / np.maximum(np.linalg.norm(gf, axis=1, keepdims=True), 1e-12)
-        return (1.0 - qn @ gn.T).astype(np.float32, copy=False)
+        return (1.0 - l2_normalize(qf) @ l2_normalize(gf).T).astype(np.float32, copy=False)
     raise ValueError(f"unknown metric {metric!r}; use 'euclidean' or 'cosine'")
 
 

@@ -1,100 +1,87 @@
 """Train and test image transforms for person crops (PIL RGB image -> float tensor (3, H, W)).
 
 Train (the BoT / torchreid recipe): resize to (H, W), random horizontal flip, zero-pad by
-``padding`` pixels and random-crop back to (H, W), to tensor, ImageNet normalisation, then
-random erasing (Zhong et al. 2020) with probability ``random_erasing``.
-Test: resize to (H, W), to tensor, normalisation.
+``pad`` pixels and random-crop back to (H, W), to tensor, normalisation, then random erasing
+(Zhong et al. 2020) with probability ``random_erasing``. Test: resize, to tensor, normalisation.
 
-Options (a dict, e.g. the ``transforms`` section of a recipe; an unknown key is an error):
-    size: [H, W] (default [256, 128]); flip_p: 0.5; padding: 10 (0 = no pad/crop);
-    random_erasing: probability, 0 = off (default 0.5); erasing_value: 'random' (per-pixel
-    normal noise) or a number (in normalised units, 0 = the ImageNet mean colour);
-    normalize: true; mean / std: ImageNet RGB statistics.
+The settings and their defaults are the recipe's sections :class:`~reid_models.config.InputConfig`
+(size, mean, std) and :class:`~reid_models.config.AugmentConfig` (flip, pad, random_erasing,
+erasing_value); ``build_transforms`` also takes them as one flat options dict of those keys plus
+``normalize`` (default true). An unknown key is an error.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping
 
 import torch
 from torchvision import transforms as T
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULTS: dict[str, object] = {
-    "size": (256, 128),
-    "flip_p": 0.5,
-    "padding": 10,
-    "random_erasing": 0.5,
-    "erasing_value": "random",
-    "normalize": True,
-    "mean": IMAGENET_MEAN,
-    "std": IMAGENET_STD,
-}
-TEST_KEYS = ("size", "normalize", "mean", "std")
+from .config import AugmentConfig, FieldError, InputConfig
+from .registry import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Transform", "build_test_transforms", "build_train_transforms",
+           "build_transforms", "transform_configs"]
 
 Transform = Callable[[object], torch.Tensor]
+_INPUT_KEYS = tuple(f.name for f in dataclasses.fields(InputConfig))
+_AUGMENT_KEYS = tuple(f.name for f in dataclasses.fields(AugmentConfig))
+OPTION_KEYS = (*_INPUT_KEYS, *_AUGMENT_KEYS, "normalize")
+
+
+def transform_configs(options: Mapping[str, object] | None = None) -> tuple[InputConfig, AugmentConfig, bool]:
+    """Flat options -> (InputConfig resolved with the generic defaults, AugmentConfig, normalize).
+
+    Unknown keys or bad values raise ValueError naming them."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown transform option {unknown[0]!r}; allowed: {', '.join(OPTION_KEYS)}")
+    try:
+        input_cfg = InputConfig(**{k: options[k] for k in _INPUT_KEYS if k in options}).resolved()
+        augment = AugmentConfig(**{k: options[k] for k in _AUGMENT_KEYS if k in options})
+    except FieldError as exc:
+        raise ValueError(f"transform {exc.key} {exc.message}") from None
+    return input_cfg, augment, bool(options.get("normalize", True))
 
 
 def build_transforms(options: Mapping[str, object] | None = None, *, train: bool) -> Transform:
-    """Build the train or test transform from ``options`` (keys of DEFAULTS; others are an error).
+    """The train or test transform from flat ``options`` (see the module docstring).
 
-    The same dict serves both: the test transform uses only size, normalize, mean and std.
+    The same dict serves both: the test transform uses only size, mean, std and normalize.
     """
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown transform option {unknown[0]!r}; allowed: {', '.join(DEFAULTS)}")
-    merged = {**DEFAULTS, **options}
+    input_cfg, augment, normalize = transform_configs(options)
     if train:
-        return build_train_transforms(**merged)
-    return build_test_transforms(**{key: merged[key] for key in TEST_KEYS})
+        return build_train_transforms(input_cfg, augment, normalize=normalize)
+    return build_test_transforms(input_cfg, normalize=normalize)
 
 
-def _size(size: Sequence[int]) -> tuple[int, int]:
-    if len(size) != 2 or any(int(s) <= 0 for s in size):
-        raise ValueError(f"transform size must be [H, W] with positive ints, got {list(size)}")
-    return int(size[0]), int(size[1])
-
-
-def _finish(steps: list, normalize: bool, mean: Sequence[float], std: Sequence[float]) -> list:
+def _finish(steps: list, input_cfg: InputConfig, normalize: bool) -> list:
     steps.append(T.ToTensor())
     if normalize:
-        steps.append(T.Normalize(mean=list(mean), std=list(std)))
+        steps.append(T.Normalize(mean=list(input_cfg.mean), std=list(input_cfg.std)))
     return steps
 
 
-def build_train_transforms(
-    size: Sequence[int] = (256, 128),
-    flip_p: float = 0.5,
-    padding: int = 10,
-    random_erasing: float = 0.5,
-    erasing_value: str | float = "random",
-    normalize: bool = True,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> Transform:
+def build_train_transforms(input_cfg: InputConfig, augment: AugmentConfig = AugmentConfig(), *,
+                           normalize: bool = True) -> Transform:
     """Resize, flip, pad + random crop, to tensor, normalise, random erasing -> (3, H, W)."""
-    height, width = _size(size)
-    if not 0.0 <= float(flip_p) <= 1.0 or not 0.0 <= float(random_erasing) <= 1.0:
-        raise ValueError(f"flip_p ({flip_p}) and random_erasing ({random_erasing}) must be probabilities in [0, 1]")
+    input_cfg = input_cfg.resolved()
+    height, width = input_cfg.size
     steps: list = [T.Resize((height, width), antialias=True)]
-    if flip_p > 0:
-        steps.append(T.RandomHorizontalFlip(p=float(flip_p)))
-    if padding > 0:
-        steps += [T.Pad(int(padding)), T.RandomCrop((height, width))]
-    _finish(steps, normalize, mean, std)
-    if random_erasing > 0:
-        value = erasing_value if erasing_value == "random" else float(erasing_value)
-        steps.append(T.RandomErasing(p=float(random_erasing), scale=(0.02, 0.4), ratio=(0.3, 3.33), value=value))
+    if augment.flip > 0:
+        steps.append(T.RandomHorizontalFlip(p=float(augment.flip)))
+    if augment.pad > 0:
+        steps += [T.Pad(int(augment.pad)), T.RandomCrop((height, width))]
+    _finish(steps, input_cfg, normalize)
+    if augment.random_erasing > 0:
+        value = augment.erasing_value if augment.erasing_value == "random" else float(augment.erasing_value)
+        steps.append(T.RandomErasing(p=float(augment.random_erasing), scale=(0.02, 0.4), ratio=(0.3, 3.33),
+                                     value=value))
     return T.Compose(steps)
 
 
-def build_test_transforms(
-    size: Sequence[int] = (256, 128),
-    normalize: bool = True,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> Transform:
+def build_test_transforms(input_cfg: InputConfig, *, normalize: bool = True) -> Transform:
     """Resize, to tensor, normalise -> (3, H, W)."""
-    height, width = _size(size)
-    return T.Compose(_finish([T.Resize((height, width), antialias=True)], normalize, mean, std))
+    input_cfg = input_cfg.resolved()
+    return T.Compose(_finish([T.Resize(input_cfg.size, antialias=True)], input_cfg, normalize))

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common import IMAGE_EXTENSIONS, one_line
+
 Item = tuple[str, int, int]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 README_HINT = "see README 'Datasets'"
 
 
@@ -24,8 +25,7 @@ class DatasetLayoutError(ValueError):
 
 def layout_error(dataset: str, message: str) -> DatasetLayoutError:
     """Build the one-line error: ``"<dataset>: <message>; see README 'Datasets'"``."""
-    one_line = " ".join(message.split())
-    return DatasetLayoutError(f"{dataset}: {one_line}; {README_HINT}")
+    return DatasetLayoutError(f"{dataset}: {one_line(message)}; {README_HINT}")
 
 
 @dataclass(frozen=True)

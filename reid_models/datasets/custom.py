@@ -20,7 +20,8 @@ import os
 import re
 from pathlib import Path
 
-from .base import IMAGE_EXTENSIONS, Item, ReIDDataset, check_root, layout_error, make_dataset, parse_named_folder
+from ..common import IMAGE_EXTENSIONS
+from .base import Item, ReIDDataset, check_root, layout_error, make_dataset, parse_named_folder
 
 NAME = "custom"
 EXAMPLE = "0001_c1_f000123.jpg"

@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..backbones import ResNetTrunk, resnet50
 from ..layers import BNNeck, CosineClassifier
 from ..output import ReIDOutput
-from ..registry import register_model
+from ..registry import DEFAULT_INPUT_SIZE, register_model
 
 
 class GlobalReIDNet(nn.Module):
@@ -25,7 +25,7 @@ class GlobalReIDNet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, *, feat_dim: int = 2048, cosine: bool = False,
-                 input_size: tuple[int, int] = (256, 128)) -> None:
+                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = BNNeck(feat_dim)
@@ -45,9 +45,9 @@ class GlobalReIDNet(nn.Module):
         return ReIDOutput(embedding=emb, features=[feat], logits=[self.classifier(emb)])
 
 
-@register_model
+@register_model(embedding_dim=2048)
 def bot_r50(num_classes: int, pretrained: bool | str | Path | None = None, last_stride: int = 1,
-            input_size: tuple[int, int] = (256, 128)) -> GlobalReIDNet:
+            input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> GlobalReIDNet:
     """BoT baseline; ``pretrained``: None, a torchvision resnet50 ImageNet file, or True (download)."""
     trunk: ResNetTrunk = resnet50(pretrained, last_stride=last_stride)
     return GlobalReIDNet(trunk, num_classes, input_size=input_size)

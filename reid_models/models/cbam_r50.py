@@ -17,13 +17,13 @@ from pathlib import Path
 
 from ..backbones import resnet50, wrap_bottlenecks
 from ..layers import CBAM
-from ..registry import register_model
+from ..registry import DEFAULT_INPUT_SIZE, register_model
 from .bot_r50 import GlobalReIDNet
 
 
-@register_model
+@register_model(embedding_dim=2048)
 def cbam_r50(num_classes: int, pretrained: bool | str | Path | None = None, last_stride: int = 1,
-             reduction: int = 16, input_size: tuple[int, int] = (256, 128)) -> GlobalReIDNet:
+             reduction: int = 16, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> GlobalReIDNet:
     """ResNet50 + CBAM in every block, GAP, BNNeck, cosine (circle-softmax) classifier; embedding 2048."""
     trunk = wrap_bottlenecks(resnet50(pretrained, last_stride=last_stride),
                              attention=lambda c: CBAM(c, reduction=reduction))

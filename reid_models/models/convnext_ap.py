@@ -28,7 +28,7 @@ import torch.nn as nn
 from ..backbones import add_to_convnext_blocks, convnext
 from ..layers import RPP, PCBPool, SimAM
 from ..output import ReIDOutput
-from ..registry import register_model
+from ..registry import DEFAULT_INPUT_SIZE, register_model
 
 
 class ConvNeXtAP(nn.Module):
@@ -37,7 +37,7 @@ class ConvNeXtAP(nn.Module):
 
     def __init__(self, num_classes: int, pretrained: bool | str | Path | None = None, variant: str = "base",
                  parts: int = 6, part_dim: int = 256, rpp: bool = False, dropout: float = 0.5,
-                 drop_path_rate: float = 0.1, input_size: tuple[int, int] = (256, 128)) -> None:
+                 drop_path_rate: float = 0.1, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
         super().__init__()
         self.backbone = add_to_convnext_blocks(convnext(variant, pretrained, drop_path_rate), SimAM)
         channels = self.backbone.out_channels
@@ -64,8 +64,8 @@ class ConvNeXtAP(nn.Module):
                           aux={"part_features": torch.stack(feats, dim=1)})
 
 
-@register_model
+@register_model(embedding_dim=1536)
 def convnext_ap(num_classes: int, pretrained: bool | str | Path | None = None, **kwargs) -> ConvNeXtAP:
     """ConvNeXt-AP; kwargs: variant ('base'), parts (6), part_dim (256), rpp (False), dropout (0.5),
-    drop_path_rate (0.1), input_size ((256, 128))."""
+    drop_path_rate (0.1), input_size (registered default)."""
     return ConvNeXtAP(num_classes, pretrained, **kwargs)

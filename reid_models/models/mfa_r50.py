@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..backbones import resnet50
 from ..layers import CPAA, BNNeck, GeM
 from ..output import ReIDOutput
-from ..registry import register_model
+from ..registry import DEFAULT_INPUT_SIZE, register_model
 
 
 class MFAResNet50(nn.Module):
@@ -36,7 +36,7 @@ class MFAResNet50(nn.Module):
     "stripe_features"} both (B, branches, branch_dim) for the GLA loss."""
 
     def __init__(self, num_classes: int, pretrained: bool | str | Path | None = None, branches: int = 4,
-                 branch_dim: int = 256, last_stride: int = 1, input_size: tuple[int, int] = (256, 128)) -> None:
+                 branch_dim: int = 256, last_stride: int = 1, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
         super().__init__()
         self.backbone = resnet50(pretrained, last_stride=last_stride)
         for layer, channels in ((self.backbone.layer2, 512), (self.backbone.layer3, 1024),
@@ -69,7 +69,7 @@ class MFAResNet50(nn.Module):
         return ReIDOutput(embedding=emb, features=feats, logits=logits, aux=aux)
 
 
-@register_model
+@register_model(embedding_dim=1024)
 def mfa_r50(num_classes: int, pretrained: bool | str | Path | None = None, **kwargs) -> MFAResNet50:
-    """MFA; kwargs: branches (4), branch_dim (256), last_stride (1), input_size ((256, 128))."""
+    """MFA; kwargs: branches (4), branch_dim (256), last_stride (1), input_size (registered default)."""
     return MFAResNet50(num_classes, pretrained, **kwargs)

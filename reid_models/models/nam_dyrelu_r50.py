@@ -24,7 +24,7 @@ import torch.nn as nn
 from ..backbones import resnet50, wrap_bottlenecks
 from ..layers import NAM, BNNeck, CosineClassifier, DynamicReLUB
 from ..output import ReIDOutput
-from ..registry import register_model
+from ..registry import DEFAULT_INPUT_SIZE, register_model
 
 
 class NAMDyReLUResNet50(nn.Module):
@@ -32,7 +32,7 @@ class NAMDyReLUResNet50(nn.Module):
     logits [cosines (B, num_classes)]."""
 
     def __init__(self, num_classes: int, pretrained: bool | str | Path | None = None, last_stride: int = 2,
-                 dyrelu_reduction: int = 4, input_size: tuple[int, int] = (256, 128)) -> None:
+                 dyrelu_reduction: int = 4, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
         super().__init__()
         self.backbone = wrap_bottlenecks(
             resnet50(pretrained, last_stride=last_stride), attention=NAM, last_only=True, fuse=True,
@@ -51,7 +51,7 @@ class NAMDyReLUResNet50(nn.Module):
         return ReIDOutput(embedding=emb, features=[feat], logits=[self.classifier(emb)])
 
 
-@register_model
+@register_model(embedding_dim=8192)
 def nam_dyrelu_r50(num_classes: int, pretrained: bool | str | Path | None = None, **kwargs) -> NAMDyReLUResNet50:
     """NAM + DyReLU ResNet50 with an ArcFace (cosine) head; kwargs: last_stride, dyrelu_reduction, input_size."""
     return NAMDyReLUResNet50(num_classes, pretrained, **kwargs)

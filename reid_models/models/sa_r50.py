@@ -18,14 +18,14 @@ import torch.nn as nn
 from ..backbones import resnet50
 from ..layers import SelfAttention
 from ..output import ReIDOutput
-from ..registry import register_model
+from ..registry import DEFAULT_INPUT_SIZE, register_model
 
 
 class SAResNet50(nn.Module):
     """forward: x (B, 3, H, W) -> ReIDOutput; embedding (B, 2048); train: features [(B, 2048)], logits [(B, N)]."""
 
     def __init__(self, num_classes: int, pretrained: bool | str | Path | None = None, last_stride: int = 2,
-                 reduction: int = 8, input_size: tuple[int, int] = (256, 128)) -> None:
+                 reduction: int = 8, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
         super().__init__()
         self.backbone = resnet50(pretrained, last_stride=last_stride)
         self.backbone.layer4.append(SelfAttention(2048, reduction=reduction))
@@ -42,7 +42,7 @@ class SAResNet50(nn.Module):
         return ReIDOutput(embedding=feat, features=[feat], logits=[self.classifier(feat)])
 
 
-@register_model
+@register_model(embedding_dim=2048)
 def sa_r50(num_classes: int, pretrained: bool | str | Path | None = None, **kwargs) -> SAResNet50:
-    """Self-attention ResNet50; kwargs: last_stride (2), reduction (8), input_size ((256, 128))."""
+    """Self-attention ResNet50; kwargs: last_stride (2), reduction (8), input_size (registered default)."""
     return SAResNet50(num_classes, pretrained, **kwargs)

@@ -8,9 +8,9 @@ import torch
 import yaml
 
 from reid_models.config import ConfigError, config_from_dict, config_to_dict, load_config
+from reid_models.engine.trainer import build_model, feature_dims
 from reid_models.losses import build_criterion
 from reid_models.registry import list_models
-from reid_models.train import build_model, feature_dims
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reid"
 
@@ -115,3 +115,31 @@ def test_set_overrides_are_validated_like_the_file():
         override(cfg, ["schedule.epochs"])
     with pytest.raises(ConfigError, match="^--set: optimizer.lr: expected a number, got 'fast'"):
         override(cfg, ["optimizer.lr=fast"])
+
+
+def test_a_recipe_without_input_takes_the_models_registered_defaults():
+    from reid_models import get_model_info
+
+    data = yaml.safe_load((CONFIGS / "bot_r50.yaml").read_text())
+    del data["input"]
+    cfg = config_from_dict(data, "no-input.yaml")
+    info = get_model_info("bot_r50")
+    assert (cfg.input.size, cfg.input.mean, cfg.input.std) == (info.input_size, info.mean, info.std)
+    data["input"] = {"size": [384, 128]}
+    cfg = config_from_dict(data, "tall.yaml")
+    assert cfg.input.size == (384, 128) and cfg.input.mean == info.mean
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_loss_and_augment_defaults_have_one_home():
+    """build_criterion reads the term dataclasses' defaults (no second table in losses.py)."""
+    from reid_models.config import AugmentConfig, CenterTerm, TripletTerm
+    from reid_models.losses import loss_config
+
+    cfg = loss_config({"ce": {}, "triplet": {}, "center": {"weight": 0.001}})
+    assert cfg.triplet == TripletTerm() and cfg.center == CenterTerm(weight=0.001) and cfg.ce.label_smooth == 0.1
+    crit = build_criterion(cfg, num_classes=4, feat_dim=8)
+    assert crit.center_lr == CenterTerm().lr and crit.losses["triplet"].margin == TripletTerm().margin
+    with pytest.raises(ConfigError, match="augment.flip: must be a probability in"):
+        config_from_dict({**yaml.safe_load((CONFIGS / "bot_r50.yaml").read_text()), "augment": {"flip": 2}}, "x")
+    assert AugmentConfig().erasing_value == "random"

@@ -8,7 +8,8 @@ import torch
 import torchvision
 
 from reid_models import ReIDOutput, backbones, create_model, list_models
-from reid_models.__main__ import count_flops, count_params, main
+from reid_models.__main__ import main
+from reid_models.engine.benchmark import count_flops, count_params
 
 NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "mfa_r50", "nam_dyrelu_r50", "sa_r50"]
 SMALL = {"convnext_ap": {"variant": "tiny"}}  # the Base trunk is only built on "meta" below
@@ -31,6 +32,7 @@ def test_registry_has_exactly_the_six_networks():
         create_model("bot_r50", num_classes=10, no_such_option=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_train_and_eval_outputs(name):
     torch.manual_seed(0)
@@ -102,6 +104,7 @@ def test_convnext_ap_compute_matches_paper():
     assert count_params(_on_meta("convnext_ap", variant="tiny")) < 40e6
 
 
+@pytest.mark.slow
 def test_list_command_prints_every_model(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
@@ -130,6 +133,7 @@ def test_pretrained_from_local_file_loads_into_wrapped_trunks(resnet50_file, nam
     torch.testing.assert_close(bb.layer4[0].bn2.running_var, state["layer4.0.bn2.running_var"], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_pretrained_missing_or_wrong_file_is_a_clear_error(tmp_path, resnet50_file):
     missing = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="pretrained weights file not found: .*nope.pth"):
@@ -154,3 +158,29 @@ def test_pretrained_true_offline_fails_fast_with_hint(monkeypatch):
         create_model("cbam_r50", num_classes=3, pretrained=True)
     assert seen["timeout"] == backbones.DOWNLOAD_TIMEOUT_S
     assert __import__("socket").getdefaulttimeout() != backbones.DOWNLOAD_TIMEOUT_S
+
+
+def test_registered_defaults_match_the_built_networks():
+    """register_model(...) settings (timm-style): input size and embedding size are what the network has."""
+    from reid_models import get_model_info, model_defaults
+    from reid_models.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    for name in list_models():
+        info = get_model_info(name)
+        with torch.device("meta"):
+            model = create_model(name, num_classes=10)
+        assert (info.name, info.input_size, info.embedding_dim) == (name, tuple(model.input_size), model.embedding_dim)
+        assert (info.mean, info.std) == (IMAGENET_MEAN, IMAGENET_STD)
+        assert model_defaults(name) == {"input_size": info.input_size, "mean": info.mean, "std": info.std,
+                                        "embedding_dim": info.embedding_dim}
+    with pytest.raises(KeyError, match="unknown model 'resnet'"):
+        get_model_info("resnet")
+
+
+def test_register_model_checks_its_settings():
+    from reid_models.registry import ModelInfo
+
+    with pytest.raises(ValueError, match="input_size must be"):
+        ModelInfo("tiny", input_size=(8, 4))
+    with pytest.raises(ValueError, match="embedding_dim"):
+        ModelInfo("flat", embedding_dim=0)

@@ -31,17 +31,17 @@ def test_train_transform_shape_flip_and_pad_crop():
     image = Image.fromarray(pixels)
     options = {"size": SIZE, "random_erasing": 0.0, "normalize": False}
     torch.manual_seed(0)
-    flipped = build_transforms({**options, "flip_p": 1.0, "padding": 0}, train=True)(image)
+    flipped = build_transforms({**options, "flip": 1.0, "pad": 0}, train=True)(image)
     assert flipped.shape == (3, *SIZE)
     assert flipped[:, :, 0].min() == 1.0 and flipped[:, :, -1].max() == 0.0
-    cropped = [build_transforms({**options, "flip_p": 0.0, "padding": 10}, train=True)(image) for _ in range(20)]
+    cropped = [build_transforms({**options, "flip": 0.0, "pad": 10}, train=True)(image) for _ in range(20)]
     assert all(c.shape == (3, *SIZE) for c in cropped)
     assert any(not torch.equal(c, torch.from_numpy(pixels).permute(2, 0, 1) / 255) for c in cropped)
     assert any((c == 0).all(dim=0).all(dim=1).any() for c in cropped)  # zero padding rows came in
 
 
 def test_random_erasing_changes_a_rectangle():
-    options = {"size": SIZE, "flip_p": 0.0, "padding": 0}
+    options = {"size": SIZE, "flip": 0.0, "pad": 0}
     plain = build_transforms({**options, "random_erasing": 0.0}, train=True)(constant_image())
     torch.manual_seed(0)
     erased = build_transforms({**options, "random_erasing": 1.0, "erasing_value": 0.0}, train=True)(constant_image())
@@ -58,5 +58,5 @@ def test_unknown_or_bad_options_are_errors():
         build_transforms({"color_jitter": 0.2}, train=True)
     with pytest.raises(ValueError, match="size must be"):
         build_transforms({"size": [256]}, train=False)
-    with pytest.raises(ValueError, match="must be probabilities"):
+    with pytest.raises(ValueError, match="random_erasing must be a probability in"):
         build_transforms({"random_erasing": 1.5}, train=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from reid_models.bench import get_args_parser, main
+from reid_models.common import UserError
 
 
 def test_bench_prints_crops_per_second(capsys):
@@ -18,5 +19,5 @@ def test_bench_prints_crops_per_second(capsys):
 
 
 def test_bench_rejects_half_precision_on_cpu():
-    with pytest.raises(SystemExit, match="fp16/bf16 are measured on CUDA only"):
+    with pytest.raises(UserError, match="fp16/bf16 are measured on CUDA only"):
         main(get_args_parser().parse_args(["--models", "bot_r50", "--device", "cpu", "--dtypes", "fp16"]))

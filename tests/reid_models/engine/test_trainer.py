@@ -14,28 +14,27 @@ import torch
 from PIL import Image
 
 from reid_models.checkpoint import load_model, read_checkpoint
+from reid_models.common import UserError
 from reid_models.config import load_config
 from reid_models.data import ImageDataset
 from reid_models.datasets import build_dataset
-from reid_models.losses import build_criterion
-from reid_models.output import ReIDOutput
-from reid_models.registry import list_models
-from reid_models.train import (
+from reid_models.engine.trainer import (
     LRFactor,
     build_loss_optimizer,
     build_model,
     build_optimizer,
     build_scheduler,
     feature_dims,
-    get_args_parser,
-    main,
     restore_scheduler,
-    run_cli,
     train_one_epoch,
 )
+from reid_models.losses import build_criterion
+from reid_models.output import ReIDOutput
+from reid_models.registry import list_models
+from reid_models.train import cli, get_args_parser, main
 from reid_models.transforms import build_transforms
 
-from .conftest import REPO, person_image, train_args
+from ..conftest import REPO, person_image, train_args
 
 METRIC_KEYS = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
 
@@ -49,6 +48,7 @@ def tiny_batch(market_root: Path, size=(64, 32)) -> tuple[torch.Tensor, torch.Te
     return torch.stack(images), torch.tensor(pids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_model_learns_with_its_recipe_losses(name, market_root):
     """Forward, then optimisation steps on one tiny batch with the recipe's loss section: the loss falls.
@@ -116,6 +116,7 @@ def test_resume_keeps_the_new_runs_schedule():
     assert opt2.param_groups[0]["lr"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_train_cli_writes_checkpoints_metrics_and_figures(trained_run):
     for name in ("last.pt", "best.pt", "metrics.json", "cmc.png", "ranked_results.png", "log.jsonl"):
         assert (trained_run / name).is_file(), name
@@ -143,6 +144,7 @@ def test_train_cli_writes_checkpoints_metrics_and_figures(trained_run):
     assert (np.abs(grid.astype(int) - (0, 200, 0)).sum(2) == 0).any()  # a correct match framed green
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch(trained_run, market_root, tmp_path):
     start = tmp_path / "start.pt"
     shutil.copy(trained_run / "last.pt", start)
@@ -170,23 +172,23 @@ def test_test_only_dataset_cannot_be_trained(tmp_path):
             Image.fromarray(person_image(pid, 0)).save(path)
     args = train_args(tmp_path, tmp_path / "out")
     args[args.index("market1501")] = "partial_reid"
-    with pytest.raises(SystemExit, match="partial_reid has no training split .*test-only.*reid_models.evaluate"):
+    with pytest.raises(UserError, match="partial_reid has no training split .*test-only.*reid_models.evaluate"):
         main(get_args_parser().parse_args(args))
 
 
-def test_bad_input_is_one_error_line(tmp_path, market_root):
+def test_bad_input_is_one_error_line(tmp_path, market_root, capsys):
     args = train_args(tmp_path / "missing", tmp_path / "out")
-    with pytest.raises(SystemExit) as excinfo:
-        run_cli(main, get_args_parser().parse_args(args))
-    message = str(excinfo.value)
+    assert cli(args) == 2
+    message = capsys.readouterr().err
     assert message.startswith("error: Market-1501: data root ") and "missing does not exist" in message
-    assert "\n" not in message
+    assert message.count("\n") == 1
     args = train_args(market_root, tmp_path / "out")
     args[args.index("--pretrained") + 1] = str(tmp_path / "resnet50-0676ba61.pth")
-    with pytest.raises(SystemExit, match="--pretrained file not found: .*resnet50-0676ba61.pth"):
+    with pytest.raises(UserError, match="--pretrained file not found: .*resnet50-0676ba61.pth"):
         main(get_args_parser().parse_args(args))
 
 
+@pytest.mark.slow
 def test_mixed_precision_step_with_grad_scaler(market_root):
     """The CUDA path's autocast + GradScaler + channels_last code, run on the CPU with bf16."""
     cfg = load_config(REPO / "configs" / "reid" / "bot_r50.yaml")
@@ -205,9 +207,10 @@ def test_mixed_precision_step_with_grad_scaler(market_root):
     assert scaler.get_scale() > 1 and not torch.equal(centers, criterion.losses["center"][0].centers)
 
 
+@pytest.mark.slow
 def test_init_loads_matching_weights_and_keeps_new_layers_fresh(trained_run, capsys):
     """--init (e.g. PCB -> RPP second stage): every tensor whose name and shape match is loaded."""
-    from reid_models.train import init_weights
+    from reid_models.engine.trainer import init_weights
 
     trained = read_checkpoint(trained_run / "last.pt")["state_dict"]
     same = build_model(load_config(REPO / "configs" / "reid" / "bot_r50.yaml"), num_classes=6, pretrained=None)
@@ -222,7 +225,7 @@ def test_init_loads_matching_weights_and_keeps_new_layers_fresh(trained_run, cap
 
 def test_offline_imagenet_download_is_one_error_line(market_root, tmp_path, monkeypatch):
     """backbones fails fast offline; train turns it into one line naming the --pretrained flag."""
-    import reid_models.train as train_module
+    import reid_models.engine.trainer as train_module
 
     def offline(*args, pretrained=None, **kwargs):
         assert pretrained is True  # --pretrained download
@@ -232,5 +235,28 @@ def test_offline_imagenet_download_is_one_error_line(market_root, tmp_path, monk
     monkeypatch.setattr(train_module, "create_model", offline)
     args = train_args(market_root, tmp_path / "out")
     args[args.index("--pretrained") + 1] = "download"
-    with pytest.raises(SystemExit, match=r"^error: cannot download ImageNet .* \(here: --pretrained /path/to/that"):
+    with pytest.raises(UserError, match=r"^cannot download ImageNet .* \(here: --pretrained /path/to/that"):
         main(get_args_parser().parse_args(args))
+
+
+@pytest.mark.slow
+def test_corrupt_train_jpeg_is_one_error_line_whatever_the_worker_count(market_root, tmp_path):
+    """Issue 9: with the default DataLoader workers a corrupt JPEG gave an 18-line 'Caught ImageReadError in
+    DataLoader worker process 0' traceback; now one line naming the file (exit 2), as with --num-workers 0."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(market_root, data)
+    for path in (data / "Market-1501-v15.09.15" / "bounding_box_train").glob("*.jpg"):
+        path.write_bytes(path.read_bytes()[:200])  # every train image truncated: the first batch fails
+    args = [a for a in train_args(data, tmp_path / "out") if a not in ("--num-workers", "0")]
+    assert "--num-workers" not in args  # the default worker count (> 0 on any machine with 2 CPUs)
+    run = subprocess.run([sys.executable, "-m", "reid_models.train", *args], capture_output=True, text=True,
+                         cwd=REPO, timeout=300, env={**os.environ, "CAMREID_TRACEBACK": "", "REID_TRACEBACK": ""})
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("epoch ")]  # tqdm's progress bar
+    assert len(lines) == 1 and lines[0].startswith("error: cannot decode image "), run.stderr
+    assert "corrupt or truncated" in lines[0] and "Traceback" not in run.stderr

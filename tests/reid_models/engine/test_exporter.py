@@ -8,9 +8,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from reid_models.export import get_args_parser, main
+from reid_models.export import cli, get_args_parser, main
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(trained_run, tmp_path, capsys):
     path = tmp_path / "bot_r50.onnx"
     diff = main(get_args_parser().parse_args(["--checkpoint", str(trained_run / "last.pt"), "--format", "onnx",
@@ -25,11 +26,14 @@ def test_onnx_export_matches_pytorch(trained_run, tmp_path, capsys):
     assert emb.shape == (5, 2048) and np.isfinite(emb).all()
 
 
-def test_parity_above_tolerance_exits_non_zero(trained_run, tmp_path):
-    with pytest.raises(SystemExit) as excinfo:
-        main(get_args_parser().parse_args(["--checkpoint", str(trained_run / "last.pt"), "--output",
-                                           str(tmp_path / "m.onnx"), "--batch-size", "1", "--tolerance", "-1"]))
-    assert excinfo.value.code == 1
+@pytest.mark.slow
+def test_parity_above_tolerance_exits_non_zero(trained_run, tmp_path, capsys):
+    out = tmp_path / "new" / "m.onnx"
+    assert cli(["--checkpoint", str(trained_run / "last.pt"), "--output", str(out), "--batch-size", "1",
+                "--tolerance", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ExportParityError: onnxruntime differs from PyTorch") and err.count("\n") == 1
+    assert not (tmp_path / "new").exists()  # a failed export leaves no file and no folder
 
 
 def test_uneven_pcb_stripes_export_exactly(tmp_path):
@@ -38,7 +42,7 @@ def test_uneven_pcb_stripes_export_exactly(tmp_path):
     (PCBPool's equality with adaptive pooling is checked in test_layers.py.)"""
     import torch
 
-    from reid_models.export import export_onnx, onnx_max_abs_diff
+    from reid_models.engine.exporter import export_onnx, onnx_max_abs_diff
     from reid_models.layers import PCBPool
     from reid_models.output import ReIDOutput
 
