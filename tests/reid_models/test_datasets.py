@@ -413,7 +413,7 @@ def test_custom_csv(tmp_path):
 # ---------------------------------------------------------------- build_dataset
 def test_build_dataset_names_and_options(tmp_path):
     assert set(DATASETS) == {"market1501", "dukemtmc", "cuhk03", "cuhk03_labeled", "cuhk03_detected", "msmt17",
-                             "partial_reid", "partial_ilids", "custom"}
+                             "partial_reid", "partial_ilids", "custom", "mot"}
     with pytest.raises(ValueError, match="unknown dataset 'market'; choose one of: market1501"):
         build_dataset("market", tmp_path)
     with pytest.raises(ValueError, match="dataset 'dukemtmc' has no option 'variant'; options: "):
