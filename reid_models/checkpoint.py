@@ -76,12 +76,24 @@ def normalization(info: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(section.get("mean") or mean), tuple(section.get("std") or std)
 
 
+DEFAULT_CHECKPOINT = "default"  # the generic embedder (reid_models.generic), no file needed
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the network from a checkpoint, in eval mode on ``device``.
 
+    ``path`` may be ``"default"``: the untrained generic embedder (ImageNet MobileNetV2 + colour).
     Returns (model, info) where info is the checkpoint dict without tensors
-    (``model``, ``model_kwargs``, ``num_classes``, ``input_size``, ...).
+    (``model``, ``model_kwargs``, ``num_classes``, ``input_size``, ...; ``sha256`` of the weights
+    for the default).
     """
+    if str(path) == DEFAULT_CHECKPOINT:
+        from . import generic
+
+        model = create_model(generic.NAME, num_classes=0)
+        info = {"model": generic.NAME, "model_kwargs": {}, "num_classes": 0, "input_size": list(generic.INPUT_SIZE),
+                "sha256": generic.file_sha256(generic.mobilenet_weights_path())}
+        return model.to(device).eval(), info
     ckpt = read_checkpoint(path)
     kwargs = dict(ckpt["model_kwargs"])
     kwargs.pop("pretrained", None)  # weights come from the checkpoint, never from a download

@@ -2,6 +2,7 @@
 
     python -m reid_models.evaluate --checkpoint runs/reid/bot_r50-market1501/best.pt \
         --data-root DATA --dataset market1501 [--output DIR] [--no-rerank] [--flip]
+    python -m reid_models.evaluate --checkpoint default --dataset mot --data-root DIR  # video + gt/gt.txt
 
 Writes ``metrics.json`` (rank1/5/10/20, mAP, mINP in percent, without and with k-reciprocal
 re-ranking), ``cmc.png`` (both CMC curves) and ``ranked_results.png`` (top-10 gallery matches of a
@@ -22,9 +23,13 @@ __all__ = ["cli", "get_args_parser", "main"]
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = ArgumentParser(description="Evaluate a re-ID checkpoint (CMC, mAP, mINP)", add_help=add_help)
-    parser.add_argument("--checkpoint", required=True, help="a .pt written by reid_models.train")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a .pt written by reid_models.train (or reid_models.convert); "
+                             "'default' = the untrained generic embedder the pipeline uses without a checkpoint")
     parser.add_argument("--data-root", required=True, help="folder holding the dataset")
-    parser.add_argument("--dataset", required=True, help="dataset name, e.g. market1501, dukemtmc, partial_reid")
+    parser.add_argument("--dataset", required=True,
+                        help="dataset name, e.g. market1501, dukemtmc, partial_reid, or mot (annotated video: "
+                             "--data-root holds the video and gt/gt.txt)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--output", default=None,
                         help="output folder (default: the checkpoint's folder/eval-<dataset>)")

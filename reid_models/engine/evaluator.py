@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import runtime
-from ..checkpoint import load_model, normalization
+from ..checkpoint import DEFAULT_CHECKPOINT, load_model, normalization
 from ..common import UserError
 from ..metrics import compute_distmat, evaluate_rank
 from ..runtime import resolve_amp
@@ -180,7 +180,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     transform = build_test_transforms(InputConfig(size=input_size, mean=mean, std=std))
     query_loader, gallery_loader = build_test_loaders(dataset, transform, args.batch_size, args.num_workers,
                                                       pin_memory=device.type == "cuda")
-    output = Path(args.output) if args.output else Path(args.checkpoint).parent / f"eval-{args.dataset}"
+    if args.output:
+        output = Path(args.output)
+    elif str(args.checkpoint) == DEFAULT_CHECKPOINT:
+        output = Path("runs") / "reid" / DEFAULT_CHECKPOINT / f"eval-{args.dataset}"
+    else:
+        output = Path(args.checkpoint).parent / f"eval-{args.dataset}"
     print(f"evaluating {info['model']} ({args.checkpoint}) on {args.dataset}: "
           f"{len(dataset.query)} query, {len(dataset.gallery)} gallery images, input {input_size[0]}x{input_size[1]}")
     result = evaluate(model, query_loader, gallery_loader, device, output_dir=output, rerank=args.rerank,

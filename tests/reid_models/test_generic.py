@@ -45,7 +45,7 @@ def test_output_shape_and_unit_norm(embedder):
     model, info = embedder
     x = normalised(np.random.default_rng(1).integers(0, 256, (3, 256, 128, 3), dtype=np.uint8))
     with torch.inference_mode():
-        out = model(x)
+        out = model(x).embedding
         parts = model.cnn_part(x), model.colour_part(x)
     assert out.shape == (3, info["dim"]) and out.dtype == torch.float32
     torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
@@ -116,7 +116,7 @@ def test_reid_protocol_on_the_real_clip(embedder, tmp_path, vtest_path):
         for start in range(0, len(data.gallery), 64):
             batch = [cv2.resize(cv2.imread(p), (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1]
                      for p, _, _ in data.gallery[start:start + 64]]
-            feats.append(model(normalised(np.stack(batch))).numpy())
+            feats.append(model(normalised(np.stack(batch))).embedding.numpy())
     gf = np.concatenate(feats)
     index = {p: i for i, (p, _, _) in enumerate(data.gallery)}
     qf = gf[[index[p] for p, _, _ in data.query]]
