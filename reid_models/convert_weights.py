@@ -227,9 +227,11 @@ def detect_torchreid_arch(state: Mapping[str, torch.Tensor], source: str) -> str
                               "(64, 48, 32, 16 = x1_0, x0_75, x0_5, x0_25)")
     if "conv2.0.conv2.0.layers.0.conv1.weight" in state:
         return f"osnet_ain_{width}"
-    if "conv2.0.IN.weight" in state:
-        return f"osnet_ibn_{width}"
-    return f"osnet_{width}"
+    arch = f"osnet_ibn_{width}" if "conv2.0.IN.weight" in state else f"osnet_{width}"
+    if arch not in TORCHREID_ARCHS:
+        raise ConversionError(f"{source}: looks like {arch}, which torchreid does not define (IBN exists at x1_0 "
+                              "only); pass --model to name the architecture")
+    return arch
 
 
 def _num_classes(state: Mapping[str, torch.Tensor], key: str) -> int:
