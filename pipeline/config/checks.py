@@ -119,7 +119,8 @@ def source(owner: str, key: str, value: Any) -> str | int:
         fail(owner, key, "is empty; give a video file, image folder, rtsp/http URL or webcam index")
     scheme = url_scheme(value)
     if scheme and scheme not in URL_SCHEMES:
-        fail(owner, key, f"unsupported URL scheme '{scheme}://'; use one of " + ", ".join(s + "://" for s in URL_SCHEMES))
+        fail(owner, key, f"unsupported URL scheme '{scheme}://'; use one of "
+             + ", ".join(s + "://" for s in URL_SCHEMES))
     return value
 
 

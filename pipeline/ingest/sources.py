@@ -1,8 +1,12 @@
-"""Per-source frame reading for :class:`pipeline.ingest.CameraReader`.
+"""Camera sources as objects: ``source.open()`` then ``source.frames()``.
 
-Video files (seek to ``start_frame``, grab stride-skipped frames without decoding), image
-folders (natural order, unreadable images skipped and counted) and live URLs / webcams
-(FFmpeg connect and read timeouts). Images are BGR uint8 arrays (H, W, 3).
+- :class:`VideoFileSource`: seeks to ``start_frame``, grabs stride-skipped frames without decoding.
+- :class:`ImageFolderSource`: images in natural order, unreadable ones skipped and counted.
+- :class:`LiveSource`: rtsp/http URLs and webcams with FFmpeg connect / read timeouts; ``open()``
+  is one connection attempt and ``frames()`` ends when the stream drops (the reader reconnects).
+
+Each source counts into the :class:`SourceCounters` it is given (the reader's) and fills ``meta``
+(fps, frame_count, width, height) when opened. Images are BGR uint8 arrays (H, W, 3).
 """
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .config import IMAGE_EXTENSIONS, CameraConfig
+from pipeline.config import CameraConfig
+from reid_models.common import IMAGE_EXTENSIONS, ImageReadError, read_image_bgr
 
 log = logging.getLogger("pipeline.ingest")  # the ingestion logger, shared with CameraReader
 
@@ -23,7 +29,20 @@ DEFAULT_FOLDER_FPS = 10.0
 
 
 class IngestError(RuntimeError):
-    """A camera source that cannot be read at all (raised by ``start()``, names the source)."""
+    """A camera source that cannot be read at all (raised by ``open()``, names the camera and source)."""
+
+
+@dataclass
+class SourceCounters:
+    """Running counts of one camera (see ``ReaderStats`` for their meaning); sources and reader add to it."""
+
+    frames_read: int = 0
+    frames_delivered: int = 0
+    frames_dropped: int = 0
+    frames_skipped: int = 0
+    reconnects: int = 0
+    open_failures: int = 0
+    last_error: str | None = None
 
 
 def seek_frame(cap: cv2.VideoCapture, index: int,
@@ -54,24 +73,29 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=key)
 
 
-class SourceReadMixin:
-    """Opening and decoding of each kind of source (mixed into CameraReader, not used alone).
+class _Source:
+    """What every source has: its camera, the counters it adds to and ``meta`` (kind, source, and
+    after ``open()`` of a file or folder: fps, frame_count, width, height)."""
 
-    Relies on the reader's ``camera``, ``meta``, counters ``_n``, ``_last_error``, ``_fps`` and the
-    FFmpeg ``open_timeout`` / ``read_timeout`` seconds that ``CameraReader.__init__`` sets.
-    """
+    def __init__(self, camera: CameraConfig, counters: SourceCounters) -> None:
+        self.camera = camera
+        self.counters = counters
+        self.meta: dict = {"kind": camera.kind, "source": str(camera.source)}
+        self.fps = DEFAULT_FOLDER_FPS
 
-    camera: CameraConfig
-    meta: dict
-    open_timeout: float
-    read_timeout: float
-    _n: dict[str, int]
-    _last_error: str | None
-    _fps: float
+    def _check_roi(self, shape: tuple[int, ...], what: str | Path) -> None:
+        roi = self.camera.roi
+        h, w = shape[:2]
+        if roi is not None and (roi[2] > w or roi[3] > h):
+            raise IngestError(f"camera '{self.camera.id}': roi {list(roi)} does not fit the {w}x{h} frames "
+                              f"of {what}; use x2 <= {w} and y2 <= {h}")
 
-    # -- video files ----------------------------------------------------------------------
 
-    def _open_file(self) -> tuple[cv2.VideoCapture, np.ndarray]:
+class VideoFileSource(_Source):
+    """A video file: ``open()`` decodes the first kept frame (IngestError if it cannot), ``frames()``
+    yields (source index, image) of the kept frames and releases the file at the end."""
+
+    def open(self) -> None:
         cam, path = self.camera, str(self.camera.source)
         cap = cv2.VideoCapture(path)
         if not cap.isOpened():
@@ -83,7 +107,7 @@ class SourceReadMixin:
             log.warning("camera %s: %s has no frame rate; assuming %.0f fps (set fps in cams.yaml)",
                         cam.id, path, DEFAULT_FOLDER_FPS)
             fps = DEFAULT_FOLDER_FPS
-        self._fps = float(fps)
+        self.fps = float(fps)
         cap = seek_frame(cap, cam.start_frame, lambda: cv2.VideoCapture(path))
         ok, first = cap.read()
         if not ok or first is None:
@@ -93,17 +117,17 @@ class SourceReadMixin:
                                   f"{path} ({total} frames); lower start_frame")
             raise IngestError(f"camera '{cam.id}': cannot decode any frame of video file {path}; "
                               "the file is corrupt or its codec is not supported by OpenCV's FFmpeg")
-        self._n["frames_read"] += 1
+        self.counters.frames_read += 1
         self._check_roi(first.shape, path)
         h, w = first.shape[:2]
-        self.meta.update(fps=self._fps, frame_count=total, width=w, height=h)
-        return cap, first
+        self.meta.update(fps=self.fps, frame_count=total, width=w, height=h)
+        self._cap, self._first = cap, first
 
-    def _file_frames(self, cap: cv2.VideoCapture, first: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(source index, image) of the kept frames; stride-skipped frames are grabbed, not decoded."""
-        cam, end = self.camera, self.camera.end_frame
+        cam, end, cap, n = self.camera, self.camera.end_frame, self._cap, self.counters
         total = self.meta.get("frame_count", 0)
-        index, image = cam.start_frame, first
+        index, image = cam.start_frame, self._first
         try:
             while True:
                 yield index, image
@@ -111,65 +135,76 @@ class SourceReadMixin:
                     index += 1
                     if end is not None and index >= end:
                         return
-                    ok = cap.grab()
-                    if not ok:
+                    if not cap.grab():
                         if total and index < total:
-                            self._last_error = f"decoding stopped at frame {index} of {total}"
-                            log.warning("camera %s: %s", cam.id, self._last_error)
+                            n.last_error = f"decoding stopped at frame {index} of {total}"
+                            log.warning("camera %s: %s", cam.id, n.last_error)
                         return
-                    self._n["frames_read"] += 1
+                    n.frames_read += 1
                 ok, image = cap.retrieve()
                 if not ok or image is None:
-                    self._last_error = f"cannot decode frame {index}"
-                    log.warning("camera %s: %s; ending the file here", cam.id, self._last_error)
+                    n.last_error = f"cannot decode frame {index}"
+                    log.warning("camera %s: %s; ending the file here", cam.id, n.last_error)
                     return
         finally:
             cap.release()
 
-    # -- image folders --------------------------------------------------------------------
 
-    def _open_folder(self) -> tuple[list[Path], range, int, np.ndarray]:
-        """List the folder and decode its first readable image in range (IngestError if none)."""
+class ImageFolderSource(_Source):
+    """A folder of images (natural order): ``open()`` lists it and decodes the first readable image in
+    range (IngestError if none), ``frames()`` yields (index in the folder, image)."""
+
+    def open(self) -> None:
         cam, folder = self.camera, str(self.camera.source)
         files = list_images(folder) if Path(folder).is_dir() else []
-        self._fps = cam.fps or DEFAULT_FOLDER_FPS
+        self.fps = cam.fps or DEFAULT_FOLDER_FPS
         stop = len(files) if cam.end_frame is None else min(cam.end_frame, len(files))
         indices = range(cam.start_frame, stop, cam.stride)
         if not indices:
             raise IngestError(f"camera '{cam.id}': image folder {folder} has {len(files)} images, none in "
                               f"start_frame {cam.start_frame} .. end_frame {cam.end_frame}; fix the range")
         for k, index in enumerate(indices):
-            image = self._imread(files[index])
+            image = self._read(files[index])
             if image is not None:
                 self._check_roi(image.shape, files[index])
                 h, w = image.shape[:2]
-                self.meta.update(fps=self._fps, frame_count=len(files), width=w, height=h)
-                return files, indices[k + 1:], index, image
+                self.meta.update(fps=self.fps, frame_count=len(files), width=w, height=h)
+                self._files, self._rest, self._first = files, indices[k + 1:], (index, image)
+                return
         raise IngestError(f"camera '{cam.id}': none of the {len(indices)} images of folder {folder} "
                           "can be read; check that they are valid JPEG/PNG files")
 
-    def _folder_frames(self, files: list[Path], rest: range, first_index: int,
-                       first: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        yield first_index, first
-        for index in rest:
-            image = self._imread(files[index])
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        yield self._first
+        for index in self._rest:
+            image = self._read(self._files[index])
             if image is not None:
                 yield index, image
 
-    def _imread(self, path: Path) -> np.ndarray | None:
+    def _read(self, path: Path) -> np.ndarray | None:
         """Decode one image; an unreadable one is counted, logged and returned as None."""
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            self._n["frames_skipped"] += 1
-            self._last_error = f"unreadable image {path}"
+        try:
+            image = read_image_bgr(path)
+        except ImageReadError:
+            self.counters.frames_skipped += 1
+            self.counters.last_error = f"unreadable image {path}"
             log.warning("camera %s: skipping unreadable image %s", self.camera.id, path)
             return None
-        self._n["frames_read"] += 1
+        self.counters.frames_read += 1
         return image
 
-    # -- live sources ---------------------------------------------------------------------
 
-    def _open_live(self) -> cv2.VideoCapture | None:
+class LiveSource(_Source):
+    """A URL or webcam. ``open()`` is one connection attempt (True if connected); ``frames()`` yields
+    images until the stream drops or stalls for ``read_timeout`` seconds, then releases the connection."""
+
+    def __init__(self, camera: CameraConfig, counters: SourceCounters, open_timeout: float = 10.0,
+                 read_timeout: float = 5.0) -> None:
+        super().__init__(camera, counters)
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self._cap: cv2.VideoCapture | None = None
+
+    def open(self) -> bool:
         src = self.camera.source
         if isinstance(src, int):
             cap = cv2.VideoCapture(src)
@@ -178,16 +213,32 @@ class SourceReadMixin:
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)])
         if cap.isOpened():
-            return cap
+            self._cap = cap
+            return True
         cap.release()
-        return None
+        return False
 
-    # -- frame size -----------------------------------------------------------------------
+    def frames(self) -> Iterator[np.ndarray]:
+        cap, self._cap = self._cap, None
+        if cap is None:
+            raise RuntimeError(f"camera '{self.camera.id}': open() the live source before frames()")
+        try:
+            while True:
+                ok, image = cap.read()
+                if not ok or image is None:
+                    return
+                self.counters.frames_read += 1
+                yield image
+        finally:
+            cap.release()
 
-    def _check_roi(self, shape: tuple[int, ...], what: str) -> None:
-        roi = self.camera.roi
-        h, w = shape[:2]
-        if roi is not None and (roi[2] > w or roi[3] > h):
-            raise IngestError(f"camera '{self.camera.id}': roi {list(roi)} does not fit the {w}x{h} frames "
-                              f"of {what}; use x2 <= {w} and y2 <= {h}")
 
+def make_source(camera: CameraConfig, counters: SourceCounters, open_timeout: float = 10.0,
+                read_timeout: float = 5.0) -> VideoFileSource | ImageFolderSource | LiveSource:
+    """The source object for ``camera.kind`` (file, folder, url or webcam)."""
+    kind = camera.kind
+    if kind == "file":
+        return VideoFileSource(camera, counters)
+    if kind == "folder":
+        return ImageFolderSource(camera, counters)
+    return LiveSource(camera, counters, open_timeout, read_timeout)

@@ -177,7 +177,8 @@ class PersonDetector:
         threads = torch.get_num_threads()
         try:
             return self.model.predict(
-                source=images, imgsz=self.config.imgsz, conf=self.config.confidence, iou=self.config.iou, device=self.device,
+                source=images, imgsz=self.config.imgsz, conf=self.config.confidence, iou=self.config.iou,
+                device=self.device,
                 classes=list(self.person_classes), agnostic_nms=len(self.person_classes) > 1,  # one box per person
                 stream=False, verbose=False, **self._precision_args(),
             )
