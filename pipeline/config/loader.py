@@ -17,18 +17,8 @@ import yaml
 
 from reid_models.common import IMAGE_EXTENSIONS, one_line
 
-from . import checks
+from . import checks, schema
 from .checks import ConfigError, FieldError, show
-from .schema import (
-    AssociationConfig,
-    CameraConfig,
-    DetectorConfig,
-    EmbedderConfig,
-    PipelineConfig,
-    StoreConfig,
-    TrackerConfig,
-    TransitRule,
-)
 
 __all__ = ["config_from_dict", "config_to_dict", "did_you_mean", "load_config"]
 
@@ -145,7 +135,7 @@ class _StrictLoader(yaml.SafeLoader):
 # public functions
 # ---------------------------------------------------------------------------------------
 
-def load_config(path: str | Path) -> PipelineConfig:
+def load_config(path: str | Path) -> schema.PipelineConfig:
     """Read and validate a cams.yaml file. Raises ConfigError (one line) on any problem."""
     path = Path(path)
     name = str(path)
@@ -167,7 +157,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     return dataclasses.replace(cfg, source_path=str(path.resolve()))
 
 
-def config_from_dict(data: Any, base_dir: str | Path = ".", name: str = "config") -> PipelineConfig:
+def config_from_dict(data: Any, base_dir: str | Path = ".", name: str = "config") -> schema.PipelineConfig:
     """Validate an already-parsed mapping (as from YAML); ``name`` prefixes error messages."""
     ctx = _Ctx(name, Path(base_dir).resolve())
     if data is None:
@@ -178,17 +168,18 @@ def config_from_dict(data: Any, base_dir: str | Path = ".", name: str = "config"
     cameras = top["cameras"]
     if isinstance(cameras, list):
         cameras = [_camera(ctx, f"cameras[{i}]", item) for i, item in enumerate(cameras)]
-    return ctx.build("", PipelineConfig, dict(
+    return ctx.build("", schema.PipelineConfig, dict(
         cameras=cameras,
         detector=_detector(ctx, top.get("detector")),
-        tracker=ctx.build("tracker", TrackerConfig, ctx.mapping("tracker", top.get("tracker"), _fields(TrackerConfig))),
+        tracker=ctx.build("tracker", schema.TrackerConfig,
+                          ctx.mapping("tracker", top.get("tracker"), _fields(schema.TrackerConfig))),
         embedder=_embedder(ctx, top.get("embedder")),
         association=_association(ctx, top.get("association")),
         store=_store(ctx, top.get("store")),
     ))
 
 
-def config_to_dict(cfg: PipelineConfig) -> dict:
+def config_to_dict(cfg: schema.PipelineConfig) -> dict:
     """A JSON-able snapshot of the config (tuples become lists), for storing with a run."""
     def plain(v: Any) -> Any:
         if isinstance(v, dict):
@@ -203,8 +194,8 @@ def config_to_dict(cfg: PipelineConfig) -> dict:
 # sections: key names and paths here, values in the dataclasses
 # ---------------------------------------------------------------------------------------
 
-def _camera(ctx: _Ctx, p: str, item: Any) -> CameraConfig:
-    m = dict(ctx.mapping(p, item, _fields(CameraConfig)))
+def _camera(ctx: _Ctx, p: str, item: Any) -> schema.CameraConfig:
+    m = dict(ctx.mapping(p, item, _fields(schema.CameraConfig)))
     for key in ("id", "source"):
         if key not in m:
             ctx.fail(p, f"missing required key '{key}'"
@@ -214,41 +205,41 @@ def _camera(ctx: _Ctx, p: str, item: Any) -> CameraConfig:
     except FieldError as e:
         ctx.fail(f"{p}.id", e.problem)
     m["source"] = ctx.source(f"{p}.source", m["source"])
-    return ctx.build(p, CameraConfig, m)
+    return ctx.build(p, schema.CameraConfig, m)
 
 
-def _detector(ctx: _Ctx, value: Any) -> DetectorConfig:
-    m = dict(ctx.mapping("detector", value, _fields(DetectorConfig)))
+def _detector(ctx: _Ctx, value: Any) -> schema.DetectorConfig:
+    m = dict(ctx.mapping("detector", value, _fields(schema.DetectorConfig)))
     m["weights"] = ctx.file("detector.weights", m.get("weights"))
-    return ctx.build("detector", DetectorConfig, m)
+    return ctx.build("detector", schema.DetectorConfig, m)
 
 
-def _embedder(ctx: _Ctx, value: Any) -> EmbedderConfig:
-    m = dict(ctx.mapping("embedder", value, _fields(EmbedderConfig)))
+def _embedder(ctx: _Ctx, value: Any) -> schema.EmbedderConfig:
+    m = dict(ctx.mapping("embedder", value, _fields(schema.EmbedderConfig)))
     m["checkpoint"] = ctx.file("embedder.checkpoint", m.get("checkpoint"))
-    return ctx.build("embedder", EmbedderConfig, m)
+    return ctx.build("embedder", schema.EmbedderConfig, m)
 
 
-def _association(ctx: _Ctx, value: Any) -> AssociationConfig:
-    m = dict(ctx.mapping("association", value, _fields(AssociationConfig)))
+def _association(ctx: _Ctx, value: Any) -> schema.AssociationConfig:
+    m = dict(ctx.mapping("association", value, _fields(schema.AssociationConfig)))
     transit = m.get("transit") or []
     if not isinstance(transit, list):
         ctx.fail("association.transit", f"expected a list of rules (- cameras: [a, b], min_seconds: ..., "
                                         f"max_seconds: ...), got {show(transit)}")
-    m["transit"] = tuple(ctx.build(f"association.transit[{i}]", TransitRule,
+    m["transit"] = tuple(ctx.build(f"association.transit[{i}]", schema.TransitRule,
                                    {"cameras": None, **ctx.mapping(f"association.transit[{i}]", item,
-                                                                   _fields(TransitRule))})
+                                                                   _fields(schema.TransitRule))})
                          for i, item in enumerate(transit))
-    return ctx.build("association", AssociationConfig, m)
+    return ctx.build("association", schema.AssociationConfig, m)
 
 
-def _store(ctx: _Ctx, value: Any) -> StoreConfig:
-    m = dict(ctx.mapping("store", value, _fields(StoreConfig)))
-    raw = m.get("path", StoreConfig.path)
+def _store(ctx: _Ctx, value: Any) -> schema.StoreConfig:
+    m = dict(ctx.mapping("store", value, _fields(schema.StoreConfig)))
+    raw = m.get("path", schema.StoreConfig.path)
     if not isinstance(raw, str) or not raw.strip():
         ctx.fail("store.path", f"expected a file path like runs/store.db, got {show(raw)}")
     path = ctx.resolve(raw)
     if path.is_dir():
         ctx.fail("store.path", f"{path} is a folder; give a database file path like runs/store.db")
     m["path"] = str(path.resolve())
-    return ctx.build("store", StoreConfig, m)
+    return ctx.build("store", schema.StoreConfig, m)

@@ -1,12 +1,12 @@
 """Camera ingestion: source objects (:mod:`.sources`: video files, image folders, URLs, webcams) read
 by one thread per camera (:mod:`.reader`) into bounded queues, batched across cameras."""
-from .reader import CameraReader, MultiCameraReader, ReaderStats
+from .reader import CameraReader, MultiCameraReader
 from .sources import (
     DEFAULT_FOLDER_FPS,
     ImageFolderSource,
     IngestError,
     LiveSource,
-    SourceCounters,
+    ReaderStats,
     VideoFileSource,
     list_images,
     make_source,
@@ -14,5 +14,5 @@ from .sources import (
 )
 
 __all__ = ["DEFAULT_FOLDER_FPS", "CameraReader", "ImageFolderSource", "IngestError", "LiveSource",
-           "MultiCameraReader", "ReaderStats", "SourceCounters", "VideoFileSource", "list_images", "make_source",
+           "MultiCameraReader", "ReaderStats", "VideoFileSource", "list_images", "make_source",
            "seek_frame"]

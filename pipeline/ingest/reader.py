@@ -23,41 +23,18 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 
 import numpy as np
 
 from pipeline.config import CameraConfig
 from pipeline.types import Frame
 
-from .sources import LiveSource, SourceCounters, make_source
+from .sources import LiveSource, ReaderStats, make_source
 
 log = logging.getLogger("pipeline.ingest")  # one logger for readers and sources
 
 _END = object()  # end-of-stream marker put in a reader's queue
-
-
-@dataclass(frozen=True)
-class ReaderStats:
-    """Counters of one camera reader (a snapshot).
-
-    frames_read: frames decoded or grabbed from the source, stride-skipped ones included.
-    frames_delivered: frames put in the queue.
-    frames_dropped: live sources: queued frames discarded because the consumer was too slow.
-    frames_skipped: image folders: unreadable images skipped.
-    reconnects: live sources: times the connection was re-established after a failure.
-    open_failures: live sources: failed connection attempts.
-    """
-
-    camera_id: str
-    frames_read: int = 0
-    frames_delivered: int = 0
-    frames_dropped: int = 0
-    frames_skipped: int = 0
-    reconnects: int = 0
-    open_failures: int = 0
-    last_error: str | None = None
-    finished: bool = False
 
 
 class CameraReader:
@@ -80,7 +57,7 @@ class CameraReader:
         self.camera = camera
         self.run_start = time.time() if run_start is None else run_start
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
-        self._n = SourceCounters()
+        self._n = ReaderStats(camera.id)
         self.source = make_source(camera, self._n, open_timeout, read_timeout)
         self._q: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
@@ -101,7 +78,7 @@ class CameraReader:
     @property
     def stats(self) -> ReaderStats:
         finished = self._thread is not None and not self._thread.is_alive()
-        return ReaderStats(self.camera.id, **asdict(self._n), finished=finished)
+        return replace(self._n, finished=finished)
 
     @property
     def ended(self) -> bool:

@@ -5,7 +5,7 @@
 - :class:`LiveSource`: rtsp/http URLs and webcams with FFmpeg connect / read timeouts; ``open()``
   is one connection attempt and ``frames()`` ends when the stream drops (the reader reconnects).
 
-Each source counts into the :class:`SourceCounters` it is given (the reader's) and fills ``meta``
+Each source counts into the :class:`ReaderStats` it is given (its reader's) and fills ``meta``
 (fps, frame_count, width, height) when opened. Images are BGR uint8 arrays (H, W, 3).
 """
 from __future__ import annotations
@@ -33,9 +33,19 @@ class IngestError(RuntimeError):
 
 
 @dataclass
-class SourceCounters:
-    """Running counts of one camera (see ``ReaderStats`` for their meaning); sources and reader add to it."""
+class ReaderStats:
+    """Counters of one camera: the reader and its source add to one; ``CameraReader.stats`` is a snapshot copy.
 
+    frames_read: frames decoded or grabbed from the source, stride-skipped ones included.
+    frames_delivered: frames put in the queue.
+    frames_dropped: live sources: queued frames discarded because the consumer was too slow.
+    frames_skipped: image folders: unreadable images skipped (and frames a roi leaves nothing of).
+    reconnects: live sources: times the connection was re-established after a failure.
+    open_failures: live sources: failed connection attempts.
+    finished: the reader thread has ended (snapshots only).
+    """
+
+    camera_id: str
     frames_read: int = 0
     frames_delivered: int = 0
     frames_dropped: int = 0
@@ -43,6 +53,7 @@ class SourceCounters:
     reconnects: int = 0
     open_failures: int = 0
     last_error: str | None = None
+    finished: bool = False
 
 
 def seek_frame(cap: cv2.VideoCapture, index: int,
@@ -77,7 +88,7 @@ class _Source:
     """What every source has: its camera, the counters it adds to and ``meta`` (kind, source, and
     after ``open()`` of a file or folder: fps, frame_count, width, height)."""
 
-    def __init__(self, camera: CameraConfig, counters: SourceCounters) -> None:
+    def __init__(self, camera: CameraConfig, counters: ReaderStats) -> None:
         self.camera = camera
         self.counters = counters
         self.meta: dict = {"kind": camera.kind, "source": str(camera.source)}
@@ -198,7 +209,7 @@ class LiveSource(_Source):
     """A URL or webcam. ``open()`` is one connection attempt (True if connected); ``frames()`` yields
     images until the stream drops or stalls for ``read_timeout`` seconds, then releases the connection."""
 
-    def __init__(self, camera: CameraConfig, counters: SourceCounters, open_timeout: float = 10.0,
+    def __init__(self, camera: CameraConfig, counters: ReaderStats, open_timeout: float = 10.0,
                  read_timeout: float = 5.0) -> None:
         super().__init__(camera, counters)
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
@@ -233,7 +244,7 @@ class LiveSource(_Source):
             cap.release()
 
 
-def make_source(camera: CameraConfig, counters: SourceCounters, open_timeout: float = 10.0,
+def make_source(camera: CameraConfig, counters: ReaderStats, open_timeout: float = 10.0,
                 read_timeout: float = 5.0) -> VideoFileSource | ImageFolderSource | LiveSource:
     """The source object for ``camera.kind`` (file, folder, url or webcam)."""
     kind = camera.kind

@@ -1,4 +1,4 @@
-"""pipeline/embed.py: the real ImageNet MobileNetV2 embedder, reid_models checkpoints, TrackSampler."""
+"""pipeline/stages/embed.py: the real ImageNet MobileNetV2 embedder and reid_models checkpoints (slow)."""
 from __future__ import annotations
 
 import importlib.util
