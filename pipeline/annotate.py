@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .types import Detections, Frame
+from pipeline.types import Detections, Frame
+from reid_models.common import decode_image, encode_jpeg
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -109,12 +110,10 @@ class AnnotatedVideoWriter:
         if self.delay <= 0:
             self._emit(frame, frame.image, tracks)
             return
-        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise RuntimeError(f"camera {frame.camera_id}: cannot JPEG-encode frame {frame.index}")
+        jpeg = encode_jpeg(frame.image, quality=self.jpeg_quality)
         stub = Frame(frame.camera_id, frame.index, frame.timestamp, np.zeros((0, 0, 3), np.uint8))
         buf = self._buffers.setdefault(frame.camera_id, collections.deque())
-        buf.append(_Pending(stub, jpeg.tobytes(), tracks))
+        buf.append(_Pending(stub, jpeg, tracks))
         while len(buf) > self.delay:
             self._emit_pending(buf.popleft())
 
@@ -138,8 +137,8 @@ class AnnotatedVideoWriter:
         return out
 
     def _emit_pending(self, p: _Pending) -> None:
-        image = cv2.imdecode(np.frombuffer(p.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        self._emit(p.frame, image, p.tracks)
+        self._emit(p.frame, decode_image(p.jpeg, f"held-back frame {p.frame.index} of {p.frame.camera_id}"),
+                   p.tracks)
 
     def _emit(self, frame: Frame, image: np.ndarray, tracks: Detections) -> None:
         cam = frame.camera_id

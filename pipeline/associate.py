@@ -43,12 +43,13 @@ O(N^2) cluster bookkeeping; the store's identified tracks are read each call (O(
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import lap
 import numpy as np
 
-from .store import TrackStore
+from pipeline.config import AssociationConfig
+from pipeline.store import StoreReader, TrackStore
+from reid_models.common import l2_normalize
 
 MIN_LINK_MARGIN = 0.05
 """Each single track-to-track cosine inside an identity is >= threshold - MIN_LINK_MARGIN."""
@@ -67,30 +68,24 @@ class _Group:
     members: list[int] = field(default_factory=list)  # columns of the similarity matrix
 
 
-def _get(obj: Any, name: str, default: Any) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 class CrossCameraAssociator:
     """Links ended tracks of a :class:`TrackStore` into global identities (see module docstring).
 
-    config: the ``association`` section (``PipelineConfig.association``, or a dict) with
-    ``threshold`` (min average cosine, default 0.6), ``min_track_samples`` (default 1) and
-    ``transit`` (rules with ``cameras: [a, b]``, ``min_seconds``, ``max_seconds``; None = no bound).
+    config: the ``association`` section: ``threshold`` (min average cosine), ``min_track_samples``
+    and ``transit`` rules (``max_seconds`` None = no upper bound).
     """
 
-    def __init__(self, config: Any = None) -> None:
-        self.threshold = float(_get(config, "threshold", 0.6))
+    def __init__(self, config: AssociationConfig = AssociationConfig()) -> None:
+        if not isinstance(config, AssociationConfig):
+            raise TypeError(f"CrossCameraAssociator takes an AssociationConfig, got {type(config).__name__}")
+        self.config = config
+        self.threshold = config.threshold
         self.margin = MIN_LINK_MARGIN
-        self.min_track_samples = max(1, int(_get(config, "min_track_samples", 1)))
+        self.min_track_samples = config.min_track_samples
         self.transit: dict[tuple[str, str], tuple[float, float]] = {}
-        for rule in _get(config, "transit", None) or ():
-            a, b = _get(rule, "cameras", None)
-            lo = _get(rule, "min_seconds", None)
-            hi = _get(rule, "max_seconds", None)
-            bounds = (float(lo) if lo is not None else 0.0, float(hi) if hi is not None else np.inf)
+        for rule in config.transit:
+            a, b = rule.cameras
+            bounds = (rule.min_seconds, np.inf if rule.max_seconds is None else rule.max_seconds)
             self.transit[(a, b)] = self.transit[(b, a)] = bounds
         self.last_stats: dict[str, int] = {}
 
@@ -125,12 +120,9 @@ class CrossCameraAssociator:
         return float(sims.mean())
 
     @staticmethod
-    def _similarity(store: TrackStore, rows: list[int], cols: list[int]) -> np.ndarray:
+    def _similarity(reader: StoreReader, rows: list[int], cols: list[int]) -> np.ndarray:
         """(len(rows), len(cols)) cosines of the given tracks' mean embeddings."""
-        e_r, e_c = store.track_embeddings(rows), store.track_embeddings(cols)
-        e_r /= np.maximum(np.linalg.norm(e_r, axis=1, keepdims=True), 1e-12)
-        e_c /= np.maximum(np.linalg.norm(e_c, axis=1, keepdims=True), 1e-12)
-        return e_r @ e_c.T
+        return l2_normalize(reader.track_embeddings(rows)) @ l2_normalize(reader.track_embeddings(cols)).T
 
     # -------------------------------------------------------------- linking
     def link(self, store: TrackStore) -> int:
@@ -140,14 +132,15 @@ class CrossCameraAssociator:
         (``last_stats`` has the breakdown: matched, clustered, new).
         """
         thr = self.threshold
-        pending = store.tracks(ended=True, linked=False, min_samples=self.min_track_samples)
+        reader = store.reader
+        pending = reader.tracks(ended=True, linked=False, min_samples=self.min_track_samples)
         self.last_stats = {"matched": 0, "clustered": 0, "new": 0}
         if not pending:
             return 0
-        linked = store.tracks(linked=True)
+        linked = reader.tracks(linked=True)
         n = len(pending)
         # columns: the pending tracks (0..n-1), then the identified tracks (n..)
-        sim = self._similarity(store, [t.id for t in pending], [t.id for t in pending] + [t.id for t in linked])
+        sim = self._similarity(reader, [t.id for t in pending], [t.id for t in pending] + [t.id for t in linked])
         spans = [_Span(t.camera_id, t.start_time, t.end_time) for t in pending]
         groups: dict[int, _Group] = {}
         for col, t in enumerate(linked, start=n):

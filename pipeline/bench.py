@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import config_from_dict
-from .runner import STAGES, RunSummary, run_pipeline
+from pipeline.config import config_from_dict
+from pipeline.runner import STAGES, RunSummary, run_pipeline
 
 STREAMS = Path(__file__).resolve().parent.parent / "streams"
 DEMO_CLIP = STREAMS / "vtest.avi"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import TrackStore
+from pipeline.store import StoreReader
 
 FORMATS = ("mot", "mtmc", "reid")
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -41,7 +41,7 @@ def _safe_name(camera_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", camera_id) or "camera"
 
 
-def export_store(store: TrackStore, fmt: str, out_dir: str | Path, run_id: int | None = None,
+def export_store(store: StoreReader, fmt: str, out_dir: str | Path, run_id: int | None = None,
                  cameras: Sequence[str] | None = None, test_fraction: float = 0.5, seed: int = 0) -> dict[str, int]:
     """Write the store (optionally one run, some cameras) in ``fmt``; returns counts of what was written."""
     if fmt not in FORMATS:
@@ -67,7 +67,7 @@ def _camera_index(tracks, out: Path, limit: int | None = None) -> dict[str, int]
     return index
 
 
-def _export_mot(store: TrackStore, tracks, out: Path) -> dict[str, int]:
+def _export_mot(store: StoreReader, tracks, out: Path) -> dict[str, int]:
     by_cam: dict[str, list] = defaultdict(list)
     for t in tracks:
         by_cam[t.camera_id].append(t)
@@ -96,7 +96,7 @@ def _export_mot(store: TrackStore, tracks, out: Path) -> dict[str, int]:
     return {"cameras": len(by_cam), "tracks": len(tracks), "boxes": n_lines}
 
 
-def _export_mtmc(store: TrackStore, tracks, out: Path) -> dict[str, int]:
+def _export_mtmc(store: StoreReader, tracks, out: Path) -> dict[str, int]:
     index = _camera_index(tracks, out)
     b = store.boxes([t.id for t in tracks])
     info = {t.id: (index[t.camera_id], t.global_id) for t in tracks}
@@ -110,7 +110,7 @@ def _export_mtmc(store: TrackStore, tracks, out: Path) -> dict[str, int]:
             "boxes": len(lines)}
 
 
-def _export_reid(store: TrackStore, tracks, out: Path, test_fraction: float, seed: int) -> dict[str, int]:
+def _export_reid(store: StoreReader, tracks, out: Path, test_fraction: float, seed: int) -> dict[str, int]:
     for split in MARKET_SPLITS:
         folder = out / split
         if folder.is_dir() and any(folder.iterdir()):

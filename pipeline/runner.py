@@ -13,6 +13,7 @@ exception propagates, so nothing committed is lost.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -20,18 +21,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from .annotate import AnnotatedVideoWriter
-from .associate import CrossCameraAssociator
-from .config import PipelineConfig, config_to_dict, load_config
-from .detect import PersonDetector
-from .embed import Embedder, TrackSampler, crop_boxes
-from .ingest import MultiCameraReader
-from .store import TrackStore
-from .track import ByteTracker
-from .types import Frame
+from pipeline.annotate import AnnotatedVideoWriter
+from pipeline.associate import CrossCameraAssociator
+from pipeline.config import PipelineConfig, config_to_dict, load_config
+from pipeline.ingest import MultiCameraReader
+from pipeline.stages.build import Stages, build_stages
+from pipeline.stages.track import ByteTracker
+from pipeline.store import RunCounts, TrackStore
+from pipeline.types import Frame
 
 STAGES = ("read", "detect", "track", "embed", "store", "associate")
 
@@ -106,17 +103,6 @@ def _expected_frames(meta: dict, cam, max_frames: int | None) -> int | None:
     return n if max_frames is None else min(n, max_frames)
 
 
-def thumbnail_jpeg(crop: np.ndarray, height: int, quality: int = 85) -> bytes:
-    """JPEG bytes of a crop resized to ``height`` pixels (aspect kept)."""
-    h, w = crop.shape[:2]
-    width = max(1, round(w * height / max(h, 1)))
-    small = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
-    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("cannot JPEG-encode a thumbnail")
-    return buf.tobytes()
-
-
 class Runner:
     """One pipeline run over the cameras of a config (see module docstring). Use :func:`run_pipeline`."""
 
@@ -131,17 +117,16 @@ class Runner:
         self.save_video = None if save_video is None else Path(save_video)
         self.associate_every = float(associate_every)
         self.timer = StageTimer()
+        self.run_id: int | None = None  # set when the store has started the run
         self.summary: RunSummary | None = None  # set when run() ends, also when it ends by an exception
 
     def _build(self) -> None:
-        cfg, d = self.cfg, self.cfg.detector
-        self.embedder = Embedder(cfg.embedder.checkpoint, self.device, cfg.embedder.batch_size)
-        self.detector = PersonDetector(d.weights, d.person_classes, d.confidence, d.iou, d.imgsz,
-                                       device=self.device, half=d.half)
-        self.sampler = TrackSampler.from_config(cfg.embedder)
+        cfg = self.cfg
+        self.stages: Stages = build_stages(cfg, self.device)
         self.associator = CrossCameraAssociator(cfg.association)
-        self.store = TrackStore(self.db_path, self.embedder.embedder_id, self.embedder.dim, self.embedder.spec,
-                                commit_interval=cfg.store.commit_interval)
+        embedder = self.stages.embedder
+        self.store = TrackStore(dataclasses.replace(cfg.store, path=str(self.db_path)), embedder.embedder_id,
+                                embedder.dim, embedder.spec)
 
     def run(self) -> RunSummary:
         t_start = time.perf_counter()
@@ -164,7 +149,7 @@ class Runner:
                 meta = reader.readers[cam.id].meta
                 store.add_camera(cam.id, str(cam.source), meta)
                 fps[cam.id] = float(meta.get("fps") or 10.0) / cam.stride
-                self.trackers[cam.id] = ByteTracker(cfg.tracker, frame_rate=fps[cam.id])
+                self.trackers[cam.id] = self.stages.tracker(frame_rate=fps[cam.id])
                 expected.append(_expected_frames(meta, cam, self.max_frames))
             if self.save_video is not None:
                 self.writer = AnnotatedVideoWriter(self.save_video, fps=fps)
@@ -243,32 +228,27 @@ class Runner:
                 break
 
     def _step(self, batch: list[Frame]) -> None:
-        timer, store = self.timer, self.store
+        timer, store, stages = self.timer, self.store, self.stages
         t0 = time.perf_counter()
-        dets = self.detector([f.image for f in batch])
+        dets = stages.detector([f.image for f in batch])
         t0 = timer.add("detect", t0)
         tracked = [self.trackers[f.camera_id].update(d) for f, d in zip(batch, dets)]
         finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}
         t0 = timer.add("track", t0)
 
-        rows = [self.sampler.select(f, t) for f, t in zip(batch, tracked)]
-        crops = [crop_boxes(f.image, t.xyxy[r]) for f, t, r in zip(batch, tracked, rows)]
-        flat = [c for cs in crops for c in cs]
-        emb = self.embedder(flat)
+        taken = [stages.sampler.take(f, t) for f, t in zip(batch, tracked)]
+        emb = stages.embedder([c for _, crops in taken for c in crops])
         t0 = timer.add("embed", t0)
 
         k = 0
-        for f, t, r, cs in zip(batch, tracked, rows, crops):
+        for f, t, (rows, crops) in zip(batch, tracked, taken):
             store.record_frame(f, t)
-            if len(r):
-                full = np.zeros((len(t), self.embedder.dim), np.float32)
-                full[r] = emb[k:k + len(r)]
-                k += len(r)
-                thumbs = [thumbnail_jpeg(c, self.cfg.store.thumbnail_height) for c in cs]
-                store.add_samples(f, t.with_(embedding=full), r, thumbs)
+            if len(rows):
+                store.add_samples(f, t.with_embedding(rows, emb[k:k + len(rows)]), rows, crops)
+                k += len(rows)
             if finished[f.camera_id]:
                 store.end_tracks(f.camera_id, finished[f.camera_id])
-                self.sampler.forget(f.camera_id, finished[f.camera_id])
+                stages.sampler.forget(f.camera_id, finished[f.camera_id])
         store.maybe_commit()
         t0 = timer.add("store", t0)
         if self.writer is not None:
@@ -281,39 +261,33 @@ class Runner:
         for cam in cameras:
             ids = self.trackers[cam].finish_all()
             self.store.end_tracks(cam, ids)
-            self.sampler.forget(cam, ids)
+            self.stages.sampler.forget(cam, ids)
         self.store.commit()
         self.timer.add("store", t0)
 
     def _refresh_global_ids(self) -> None:
-        if self.writer is not None and self.store is not None:
-            self.writer.update_global_ids({(t.camera_id, t.local_id): t.global_id
-                                           for t in self.store.tracks(run_id=self.run_id, linked=True)})
+        if self.writer is not None and self.run_id is not None:
+            self.writer.update_global_ids(self.store.reader.global_ids(self.run_id))
 
     def _warmup(self, metas: list[dict]) -> None:
-        """One throw-away detector batch and embedder call, so stage timings show steady-state cost."""
+        """Warm the detector up on the cameras' frame size when they share one (see Stages.warmup)."""
         shapes = {(m.get("height"), m.get("width")) for m in metas}
         shape = next(iter(shapes)) if len(shapes) == 1 and None not in next(iter(shapes)) else None
-        self.detector.warmup(shape, batch=len(metas))
-        self.embedder([np.zeros((128, 64, 3), np.uint8)])
+        self.stages.warmup(shape, batch=len(metas))
 
     def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str],
                  reconnects: dict[str, int]) -> RunSummary:
-        run_id = getattr(self, "run_id", -1)
+        run_id = -1 if self.run_id is None else self.run_id
         try:
             self.store.commit()
-            q = self.store.execute
-            tracks, samples = q("SELECT COUNT(*), COALESCE(SUM(n_samples), 0) FROM tracks WHERE run_id=?", (run_id,))[0]
-            ident = q("SELECT global_id, COUNT(DISTINCT camera_id) FROM tracks WHERE global_id IN "
-                      "(SELECT global_id FROM tracks WHERE run_id=? AND global_id IS NOT NULL) "
-                      "GROUP BY global_id", (run_id,))
+            counts = self.store.reader.run_summary(run_id)
         except Exception:  # noqa: BLE001 - the summary must not hide the original error
-            tracks, samples, ident = 0, 0, []
+            counts = RunCounts()
         ms = self.timer.ms_per_frame()
         ordered = {k: ms.get(k, 0.0) for k in STAGES} | {k: v for k, v in ms.items() if k not in STAGES}
         return RunSummary(str(self.db_path), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
-                          seconds, setup, ordered, int(tracks), int(samples), len(ident),
-                          sum(1 for _, n in ident if n >= 2), interrupted, videos, reconnects)
+                          seconds, setup, ordered, counts.tracks, counts.samples, counts.identities,
+                          counts.cross_camera, interrupted, videos, reconnects)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",

@@ -9,6 +9,7 @@ the store, and so query results and exports, hold them in the full source frame
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -81,6 +82,28 @@ class Detections:
         class_id = np.zeros(n, np.int64) if class_id is None else class_id
         track_id = np.full(n, -1, np.int64) if track_id is None else track_id
         return cls(xyxy, confidence, class_id, track_id, embedding)
+
+    @classmethod
+    def from_ultralytics(cls, result, person_classes: Sequence[int]) -> Detections:
+        """The boxes of one ultralytics ``Results`` whose class is in ``person_classes`` (input pixels)."""
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return cls.empty()
+        xyxy = boxes.xyxy.float().cpu().numpy()
+        conf = boxes.conf.float().cpu().numpy()
+        cls_id = boxes.cls.cpu().numpy().astype(np.int64)
+        keep = np.isin(cls_id, np.asarray(person_classes, np.int64))
+        return cls.from_arrays(xyxy[keep], conf[keep], cls_id[keep])
+
+    def with_embedding(self, rows, embedding: np.ndarray) -> Detections:
+        """A copy whose embedding column is ``embedding`` (K, D) at ``rows`` (K,) and zero elsewhere."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        embedding = np.asarray(embedding, np.float32)
+        if embedding.ndim != 2 or len(embedding) != len(rows):
+            raise ValueError(f"embedding must be (K={len(rows)}, D) for {len(rows)} rows, got {embedding.shape}")
+        full = np.zeros((len(self), embedding.shape[1]), np.float32)
+        full[rows] = embedding
+        return replace(self, embedding=full)
 
     def __len__(self) -> int:
         return len(self.xyxy)

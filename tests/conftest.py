@@ -18,8 +18,9 @@ def vtest_path() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# A real pipeline run shared by tests/pipeline/test_runner.py, test_cli.py and test_annotate.py:
-# streams/demo.yaml's settings on 60 frames per camera around the north/south split of the clip.
+# A real pipeline run shared by tests/pipeline/test_runner.py, cli/test_cli.py and test_annotate.py
+# (tests using it are marked slow): streams/demo.yaml settings on 60 frames per camera around the
+# north/south split of the clip.
 # ---------------------------------------------------------------------------------------------
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach for the network from tests
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from pipeline.annotate import AnnotatedVideoWriter, color_for, draw_tracks, frame_header
-from pipeline.store import TrackStore
+from pipeline.store import StoreReader
 from pipeline.types import Detections, Frame
 
 
@@ -18,6 +19,7 @@ def _read(path, index: int) -> np.ndarray:
     return image
 
 
+@pytest.mark.slow
 def test_save_video_writes_readable_annotated_mp4s(demo_run, vtest_path):
     videos = demo_run.summary.videos
     assert set(videos) == {"north", "south"}
@@ -28,7 +30,7 @@ def test_save_video_writes_readable_annotated_mp4s(demo_run, vtest_path):
     assert abs(cap.get(cv2.CAP_PROP_FPS) - 10.0) < 0.01
     cap.release()
     # a stored box of north frame 370 is drawn in the video: its outline differs from the raw frame
-    with TrackStore(demo_run.db) as store:
+    with StoreReader(demo_run.db) as store:
         boxes = store.boxes([t.id for t in store.tracks(camera="north")])
     sel = boxes.frame == 370
     assert sel.any()

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline.associate import CrossCameraAssociator, _Span
+from pipeline.config import AssociationConfig, TransitRule
 from pipeline.store import TrackStore
-from tests.pipeline.test_store import add_track, make_store, near, unit
+from tests.pipeline.store.test_store import add_track, make_store, near, sql, unit
 
 
-def cfg(threshold=0.6, transit=(), min_track_samples=1):
-    return {"threshold": threshold, "min_track_samples": min_track_samples,
-            "transit": [{"cameras": list(c), "min_seconds": lo, "max_seconds": hi} for c, lo, hi in transit]}
+def cfg(threshold=0.6, transit=(), min_track_samples=1) -> AssociationConfig:
+    return AssociationConfig(threshold=threshold, min_track_samples=min_track_samples,
+                             transit=tuple(TransitRule(cameras=c, min_seconds=lo, max_seconds=hi)
+                                           for c, lo, hi in transit))
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def store(tmp_path):
 
 
 def gid(store: TrackStore, pk: int) -> int | None:
-    return {t.id: t.global_id for t in store.tracks()}[pk]
+    return {t.id: t.global_id for t in store.reader.tracks()}[pk]
 
 
 def test_links_same_person_across_cameras(store):
@@ -41,8 +43,8 @@ def test_links_same_person_across_cameras(store):
     assoc = CrossCameraAssociator(cfg())
     assert assoc.link(store) == 4
     assert gid(store, p1) == gid(store, p2) != gid(store, q1) == gid(store, q2)
-    assert store.identities() == {gid(store, p1): ["cam1", "cam2"], gid(store, q1): ["cam1", "cam2"]}
-    links = store.links()
+    assert store.reader.identities() == {gid(store, p1): ["cam1", "cam2"], gid(store, q1): ["cam1", "cam2"]}
+    links = store.reader.links()
     assert len(links) == 4 and {m for *_, m in links} == {"cluster"} and all(s > 0.6 for _, _, s, _ in links)
     assert assoc.link(store) == 0  # nothing left to link
 
@@ -72,8 +74,6 @@ def test_transit_min_max_seconds(store, start, linked):
 
 
 def test_accepts_the_pipeline_config_section(store):
-    from pipeline.config import AssociationConfig, TransitRule
-
     rng = np.random.default_rng(8)
     p = unit(rng)
     a = add_track(store, "cam1", 1, 0, 10, p)
@@ -141,11 +141,11 @@ def test_new_tracks_match_identities_with_lap_across_runs(tmp_path):
     assert assoc.link(store) == 2
     assert (gid(store, px), gid(store, py)) == (gb, ga)
     assert gid(store, pz) not in (ga, gb)
-    methods = {t: (round(s, 2), m) for t, _, s, m in store.links() if s is not None}
+    methods = {t: (round(s, 2), m) for t, _, s, m in store.reader.links() if s is not None}
     assert methods == {px: (0.85, "match"), py: (0.88, "match")}
-    ids = [r[0] for r in store.execute("SELECT id FROM identities ORDER BY id")]
+    ids = [r[0] for r in sql(path, "SELECT id FROM identities ORDER BY id")]  # link() committed them
     assert ids == sorted(set(ids)) and len(ids) == 3
-    assert store.execute("SELECT n_tracks FROM identities ORDER BY id") == [(2,), (2,), (1,)]
+    assert sql(path, "SELECT n_tracks FROM identities ORDER BY id") == [(2,), (2,), (1,)]
     store.close()
 
 
@@ -181,7 +181,7 @@ def test_a_chain_does_not_become_one_identity_in_one_call(store):
     CrossCameraAssociator(cfg(0.85)).link(store)
     ga, gb, gc = gid(store, pa), gid(store, pb), gid(store, pc)
     assert len({ga, gb, gc}) == 2 and ga != gc  # B joins one of its look-alikes, never both
-    scores = [s for *_, s, m in store.links() if m == "cluster"]
+    scores = [s for *_, s, m in store.reader.links() if m == "cluster"]
     assert [round(s, 2) for s in scores] == [0.92, 0.92]  # average cosine to the cluster's other tracks
 
 
@@ -214,7 +214,7 @@ def test_one_unlike_track_vetoes_a_match(store):
 def test_same_camera_tracks_sharing_a_frame_are_two_people():
     """One track ends in the frame where another starts on the same camera: both boxes were in
     that frame, so they cannot be one person however alike they look."""
-    assoc = CrossCameraAssociator({"threshold": 0.5})
+    assoc = CrossCameraAssociator(AssociationConfig(threshold=0.5))
     a = [_Span("cam1", 0.0, 14.5)]
     assert not assoc.compatible(a, [_Span("cam1", 14.5, 20.0)])
     assert assoc.compatible(a, [_Span("cam1", 14.6, 20.0)])

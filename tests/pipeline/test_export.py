@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from pipeline.associate import CrossCameraAssociator
+from pipeline.config import AssociationConfig
 from pipeline.export import export_store
-from tests.pipeline.test_store import PERSON_BOXES, add_track, make_store, near, unit
+from tests.pipeline.store.test_store import PERSON_BOXES, add_track, make_store, near, unit
 
 MARKET = re.compile(r"([-\d]+)_c(\d)s(\d)_([-\d]+)_(\d+)\.jpg")
 
@@ -30,7 +31,7 @@ def store(tmp_path_factory):
     rng = np.random.default_rng(0)
     p, q, r, s = (unit(rng) for _ in range(4))
     path = tmp_path_factory.mktemp("export") / "s.db"
-    assoc = CrossCameraAssociator({"threshold": 0.6})
+    assoc = CrossCameraAssociator(AssociationConfig(threshold=0.6))
     st = make_store(path)
     st.start_run({})
     add_track(st, "cam1", 1, 0, 10, samples(p, rng), person=0)
@@ -49,7 +50,7 @@ def store(tmp_path_factory):
     assoc.link(st)
     add_track(st, "cam3", 9, 200, 210, samples(unit(rng), rng, 1), person=2)
     st.commit()
-    yield st
+    yield st.reader
     st.close()
 
 
@@ -133,15 +134,15 @@ def test_reid_limits_and_errors(tmp_path):
     st = make_store(tmp_path / "s.db")
     st.start_run({})
     with pytest.raises(ValueError, match="no tracks with a global identity"):
-        export_store(st, "reid", tmp_path / "empty")
+        export_store(st.reader, "reid", tmp_path / "empty")
     for k in range(10):
         add_track(st, f"cam{k}", 1, 20 * k, 20 * k + 10, samples(p, rng, 2))
-    CrossCameraAssociator({"threshold": 0.6}).link(st)
-    assert len(st.identities()) == 1
+    CrossCameraAssociator(AssociationConfig(threshold=0.6)).link(st)
+    assert len(st.reader.identities()) == 1
     with pytest.raises(ValueError, match="at most 9 cameras.*has 10"):
-        export_store(st, "reid", tmp_path / "ten")
-    counts = export_store(st, "reid", tmp_path / "nine", cameras=[f"cam{k}" for k in range(9)])
+        export_store(st.reader, "reid", tmp_path / "ten")
+    counts = export_store(st.reader, "reid", tmp_path / "nine", cameras=[f"cam{k}" for k in range(9)])
     assert counts["cameras"] == 9 and counts["query"] == 9  # one query per camera with >= 2 samples
     with pytest.raises(ValueError, match="unknown export format"):
-        export_store(st, "coco", tmp_path / "x")
+        export_store(st.reader, "coco", tmp_path / "x")
     st.close()

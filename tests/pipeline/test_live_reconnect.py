@@ -18,8 +18,8 @@ import yaml
 
 from pipeline.ingest import seek_frame
 from pipeline.runner import Runner, run_pipeline
-from pipeline.store import TrackStore
-from tests.pipeline.mjpeg_server import MJPEGServer
+from pipeline.store import StoreReader
+from tests.pipeline.ingest.mjpeg_server import MJPEGServer
 
 FILE_WINDOW = (340, 370)   # north: source frames [start, end) of the clip, people walking
 LIVE_FRAMES = (400, 460)   # the live camera cycles over these real clip frames
@@ -44,6 +44,7 @@ def live_jpegs(vtest_path: Path) -> list[bytes]:
     return jpegs
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_live_camera_drops_and_reconnects_while_file_camera_keeps_going(make_demo_yaml, live_jpegs, tmp_path,
                                                                         monkeypatch) -> None:
@@ -102,7 +103,7 @@ def test_live_camera_drops_and_reconnects_while_file_camera_keeps_going(make_dem
     assert sum(s > gap_end for s in stamps) >= 3  # and live frames flowed again afterwards
 
     # both cameras' tracks and boxes are in the store, the live ones stamped with wall-clock time
-    with TrackStore(tmp_path / "live.db") as store:
+    with StoreReader(tmp_path / "live.db") as store:
         tracks = store.tracks()
         assert all(t.ended for t in tracks)
         for cam in ("north", "live"):

@@ -1,4 +1,4 @@
-"""pipeline/runner.py on the real clip: what a run stores, cross-camera links, appending, kill -9."""
+"""pipeline/runner.py on the real clip (slow: real runs): what a run stores, cross-camera links, appending, kill -9."""
 from __future__ import annotations
 
 import os
@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.__main__ import main
+from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.runner import STAGES
-from pipeline.store import TrackStore
+from pipeline.store import StoreReader
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,12 +29,13 @@ def _rows(db: Path, sql: str, args=()) -> list[tuple]:
         con.close()
 
 
+@pytest.mark.slow
 def test_run_stores_tracks_boxes_samples_and_timings(demo_run):
     s = demo_run.summary
     assert s.frames == 120 and s.cameras == ("north", "south") and not s.interrupted
     assert set(STAGES) <= set(s.stage_ms) and s.stage_ms["detect"] > 0 and s.fps > 0
     assert "frames/s" in s.format() and "detect" in s.format()
-    with TrackStore(demo_run.db) as store:
+    with StoreReader(demo_run.db) as store:
         tracks = store.tracks()
         assert {t.camera_id for t in tracks} == {"north", "south"}
         assert all(t.ended for t in tracks)  # the run finished every track
@@ -61,9 +62,10 @@ def test_run_stores_tracks_boxes_samples_and_timings(demo_run):
         assert np.allclose(boxes.time, t0 + boxes.frame / 10.0)
 
 
+@pytest.mark.slow
 def test_two_camera_demo_links_a_person_across_cameras(demo_run):
     assert demo_run.summary.cross_camera >= 1
-    with TrackStore(demo_run.db) as store:
+    with StoreReader(demo_run.db) as store:
         multi = [g for g, cams in store.identities().items() if cams == ["north", "south"]]
         assert multi
         for g in multi:
@@ -75,6 +77,7 @@ def test_two_camera_demo_links_a_person_across_cameras(demo_run):
                 max(t.end_time for t in north) + 10.0
 
 
+@pytest.mark.slow
 def test_second_run_on_same_db_appends_without_id_clash(demo_run, tmp_path, capsys):
     """`python -m pipeline run` again on the same store (in-process CLI, 12 frames per camera)."""
     db = tmp_path / "again.db"
@@ -127,6 +130,7 @@ def _start_run(cams: Path, db: Path, min_boxes: int = 20) -> tuple[subprocess.Po
 LONG_WINDOW = {"north": (0, 400), "south": (400, 795)}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_keeps_committed_work(make_demo_yaml, tmp_path):
     db = tmp_path / "killed.db"
     proc, seen = _start_run(make_demo_yaml(tmp_path / "cams.yaml", window=LONG_WINDOW, db=db), db)
@@ -134,13 +138,14 @@ def test_sigkill_mid_run_keeps_committed_work(make_demo_yaml, tmp_path):
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
-    with TrackStore(db) as store:
+    with StoreReader(db) as store:
         assert store.runs()[0][2] is None  # the killed run never finished
-        kept = store.execute("SELECT COUNT(*) FROM boxes")[0][0]
+        kept = _rows(db, "SELECT COUNT(*) FROM boxes")[0][0]
         assert kept >= seen  # nothing that was committed is lost
         assert len(store.tracks()) >= 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_closes_the_store_cleanly_and_exits_130(make_demo_yaml, tmp_path):
     db = tmp_path / "interrupted.db"
     proc, seen = _start_run(make_demo_yaml(tmp_path / "cams.yaml", window=LONG_WINDOW, db=db), db)
@@ -148,7 +153,7 @@ def test_ctrl_c_closes_the_store_cleanly_and_exits_130(make_demo_yaml, tmp_path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()[-2000:]
     assert err.decode().strip().splitlines()[-1].startswith("error: interrupted")
-    with TrackStore(db) as store:
+    with StoreReader(db) as store:
         assert store.runs()[0][2] is not None  # run marked finished: the store was closed properly
-        assert store.execute("SELECT COUNT(*) FROM boxes")[0][0] >= seen
+        assert _rows(db, "SELECT COUNT(*) FROM boxes")[0][0] >= seen
         assert all(t.ended for t in store.tracks())

@@ -55,3 +55,27 @@ def test_empty_and_from_arrays_defaults():
 def test_frame_shape():
     f = Frame("cam1", 4, 1.5, np.zeros((576, 768, 3), np.uint8))
     assert f.shape == (576, 768)
+
+
+def test_with_embedding_fills_the_chosen_rows_and_zeros_the_rest():
+    d = _dets()
+    emb = np.array([[1, 0], [0, 1]], np.float32)
+    out = d.with_embedding([2, 0], emb)
+    assert out.embedding.tolist() == [[0, 1], [0, 0], [1, 0]] and d.embedding.shape == (3, 4)
+    assert out.track_id.tolist() == d.track_id.tolist()
+    with pytest.raises(ValueError, match="K=1"):
+        d.with_embedding([0], emb)
+
+
+def test_from_ultralytics_keeps_person_classes_of_a_real_results_object():
+    torch = pytest.importorskip("torch")
+    results = pytest.importorskip("ultralytics.engine.results")
+    image = np.zeros((64, 80, 3), np.uint8)
+    boxes = torch.tensor([[1, 2, 11, 22, 0.9, 0], [5, 5, 15, 45, 0.4, 2], [30, 10, 50, 60, 0.7, 1]])
+    res = results.Results(image, path="x.jpg", names={0: "person", 1: "fall", 2: "dog"}, boxes=boxes)
+    dets = Detections.from_ultralytics(res, person_classes=(0, 1))
+    assert dets.xyxy.tolist() == [[1, 2, 11, 22], [30, 10, 50, 60]] and dets.class_id.tolist() == [0, 1]
+    np.testing.assert_allclose(dets.confidence, [0.9, 0.7])
+    assert (dets.track_id == -1).all()
+    empty = results.Results(image, path="x.jpg", names={0: "person"}, boxes=torch.zeros((0, 6)))
+    assert len(Detections.from_ultralytics(empty, (0,))) == 0

@@ -13,8 +13,8 @@ cameras keep running.
             ...
         cams.stats                      # {camera_id: ReaderStats}
 
-This module runs the reader threads and queues; opening and decoding each kind of source is in
-:mod:`pipeline.sources`.
+This module runs the reader threads and queues; opening and decoding each kind of source is the
+source objects' part (:mod:`pipeline.ingest.sources`).
 """
 from __future__ import annotations
 
@@ -23,46 +23,21 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
-from .config import IMAGE_EXTENSIONS, CameraConfig
-from .sources import DEFAULT_FOLDER_FPS, IngestError, SourceReadMixin, list_images, seek_frame
-from .types import Frame
+from pipeline.config import CameraConfig
+from pipeline.types import Frame
 
-__all__ = ["DEFAULT_FOLDER_FPS", "IMAGE_EXTENSIONS", "CameraReader", "IngestError", "MultiCameraReader",
-           "ReaderStats", "list_images", "seek_frame"]
+from .sources import LiveSource, ReaderStats, make_source
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipeline.ingest")  # one logger for readers and sources
 
 _END = object()  # end-of-stream marker put in a reader's queue
 
 
-@dataclass(frozen=True)
-class ReaderStats:
-    """Counters of one camera reader (a snapshot).
-
-    frames_read: frames decoded or grabbed from the source, stride-skipped ones included.
-    frames_delivered: frames put in the queue.
-    frames_dropped: live sources: queued frames discarded because the consumer was too slow.
-    frames_skipped: image folders: unreadable images skipped.
-    reconnects: live sources: times the connection was re-established after a failure.
-    open_failures: live sources: failed connection attempts.
-    """
-
-    camera_id: str
-    frames_read: int = 0
-    frames_delivered: int = 0
-    frames_dropped: int = 0
-    frames_skipped: int = 0
-    reconnects: int = 0
-    open_failures: int = 0
-    last_error: str | None = None
-    finished: bool = False
-
-
-class CameraReader(SourceReadMixin):
+class CameraReader:
     """Reads one camera on a daemon thread into a bounded queue; ``get()`` returns Frames.
 
     queue_size: max frames waiting (>= 1).
@@ -82,8 +57,8 @@ class CameraReader(SourceReadMixin):
         self.camera = camera
         self.run_start = time.time() if run_start is None else run_start
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
-        self.open_timeout, self.read_timeout = open_timeout, read_timeout
-        self.meta: dict = {"kind": camera.kind, "source": str(camera.source)}
+        self._n = ReaderStats(camera.id)
+        self.source = make_source(camera, self._n, open_timeout, read_timeout)
         self._q: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._wakeup = wakeup
@@ -91,18 +66,19 @@ class CameraReader(SourceReadMixin):
         self._ended = False
         self._roi_warned = False
         self._origin = (0, 0) if camera.roi is None else (int(camera.roi[0]), int(camera.roi[1]))
-        self._n = dict(frames_read=0, frames_delivered=0, frames_dropped=0, frames_skipped=0,
-                       reconnects=0, open_failures=0)
-        self._last_error: str | None = None
-        self._fps = DEFAULT_FOLDER_FPS
         self._t0 = self.run_start if camera.start_time is None else camera.start_time
 
     # -- public API -----------------------------------------------------------------------
 
     @property
+    def meta(self) -> dict:
+        """kind and source; files and folders also fps, frame_count, width and height once started."""
+        return self.source.meta
+
+    @property
     def stats(self) -> ReaderStats:
         finished = self._thread is not None and not self._thread.is_alive()
-        return ReaderStats(self.camera.id, **self._n, last_error=self._last_error, finished=finished)
+        return replace(self._n, finished=finished)
 
     @property
     def ended(self) -> bool:
@@ -113,14 +89,11 @@ class CameraReader(SourceReadMixin):
         """Open the source and start the thread. Files/folders that cannot be read raise IngestError."""
         if self._thread is not None:
             raise RuntimeError(f"camera '{self.camera.id}': reader already started")
-        kind = self.camera.kind
-        if kind == "file":
-            cap, first = self._open_file()
-            target, args = self._run_finite, (self._file_frames(cap, first),)
-        elif kind == "folder":
-            target, args = self._run_finite, (self._folder_frames(*self._open_folder()),)
-        else:
+        if isinstance(self.source, LiveSource):
             target, args = self._run_live, ()
+        else:
+            self.source.open()
+            target, args = self._run_finite, (self.source.frames(),)
         self._thread = threading.Thread(target=target, args=args, daemon=True,
                                         name=f"camera-{self.camera.id}")
         self._thread.start()
@@ -178,12 +151,12 @@ class CameraReader(SourceReadMixin):
                 image = self._crop(image)
                 if image is None:
                     continue
-                frame = Frame(self.camera.id, index, self._t0 + index / self._fps, image, self._origin)
+                frame = Frame(self.camera.id, index, self._t0 + index / self.source.fps, image, self._origin)
                 if not self._put_blocking(frame):
                     break
-                self._n["frames_delivered"] += 1
+                self._n.frames_delivered += 1
         except Exception as e:  # noqa: BLE001 - one bad camera must not kill the others
-            self._last_error = f"{type(e).__name__}: {e}"
+            self._n.last_error = f"{type(e).__name__}: {e}"
             log.exception("camera %s: reader failed", self.camera.id)
         finally:
             frames.close()  # type: ignore[attr-defined]
@@ -192,48 +165,46 @@ class CameraReader(SourceReadMixin):
     # -- reader threads: live sources ----------------------------------------------------
 
     def _run_live(self) -> None:
-        cam = self.camera
+        cam, source, n = self.camera, self.source, self._n
         backoff, index, connected_before = self.backoff_initial, 0, False
         try:
             while not self._stop.is_set():
-                cap = self._open_live()
-                if cap is None:
-                    self._n["open_failures"] += 1
-                    self._last_error = f"cannot connect to {cam.source}"
+                if not source.open():
+                    n.open_failures += 1
+                    n.last_error = f"cannot connect to {cam.source}"
                 else:
                     if connected_before:
-                        self._n["reconnects"] += 1
+                        n.reconnects += 1
                         log.info("camera %s: reconnected to %s", cam.id, cam.source)
                     connected_before = True
                     got = 0
+                    frames = source.frames()
                     try:
-                        while not self._stop.is_set():
-                            ok, image = cap.read()
-                            if not ok or image is None:
+                        for image in frames:
+                            if self._stop.is_set():
                                 break
                             stamp = time.time()
-                            self._n["frames_read"] += 1
                             got += 1
                             backoff = self.backoff_initial
                             if index % cam.stride == 0:
                                 cropped = self._crop(image)
                                 if cropped is not None:
                                     self._put_dropping(Frame(cam.id, index, stamp, cropped, self._origin))
-                                    self._n["frames_delivered"] += 1
+                                    n.frames_delivered += 1
                             index += 1
                     finally:
-                        cap.release()
+                        frames.close()
                     if self._stop.is_set():
                         break
-                    self._last_error = f"stream {cam.source} dropped after {got} frames"
+                    n.last_error = f"stream {cam.source} dropped after {got} frames"
                 if not cam.reconnect:
-                    log.warning("camera %s: %s; reconnect is off, camera ends", cam.id, self._last_error)
+                    log.warning("camera %s: %s; reconnect is off, camera ends", cam.id, n.last_error)
                     break
-                log.warning("camera %s: %s; retrying in %.1f s", cam.id, self._last_error, backoff)
+                log.warning("camera %s: %s; retrying in %.1f s", cam.id, n.last_error, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
         except Exception as e:  # noqa: BLE001
-            self._last_error = f"{type(e).__name__}: {e}"
+            n.last_error = f"{type(e).__name__}: {e}"
             log.exception("camera %s: reader failed", cam.id)
         finally:
             if not self._stop.is_set():
@@ -262,7 +233,7 @@ class CameraReader(SourceReadMixin):
             except queue.Full:
                 try:
                     self._q.get_nowait()
-                    self._n["frames_dropped"] += 1
+                    self._n.frames_dropped += 1
                 except queue.Empty:
                     pass
         if self._wakeup is not None:
@@ -281,7 +252,7 @@ class CameraReader(SourceReadMixin):
             self._roi_warned = True
             log.warning("camera %s: roi %s exceeds the %dx%d frame; clipping it", self.camera.id, list(roi), w, h)
         if cx2 <= x1 or cy2 <= y1:
-            self._n["frames_skipped"] += 1
+            self._n.frames_skipped += 1
             return None
         return np.ascontiguousarray(image[y1:cy2, x1:cx2])
 

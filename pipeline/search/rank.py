@@ -1,4 +1,5 @@
-"""Search a store with a query embedding: rank tracks, group them by global identity.
+"""Search a store with a query embedding: rank tracks, group them by global identity (the report
+of a search, table and contact sheet, is :mod:`pipeline.search.report`).
 
 Scoring (exact, no ANN): the store's sample embeddings are held in RAM as an (N, D) matrix; the
 camera/time filter runs in SQL over the tracks table and selects matrix rows; a track's score is the
@@ -10,17 +11,16 @@ without a global identity count as an identity of their own.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import date, datetime
 
-import cv2
 import numpy as np
 
-from .contact_sheet import PALETTE, Tile, decode_jpeg, write_contact_sheet
-from .store import TrackStore
+from pipeline.store import StoreReader
+from reid_models.common import iso_time, l2_normalize, parse_time
+
+TimeLike = float | int | str | datetime | date | None
 
 
 @dataclass(frozen=True)
@@ -53,35 +53,17 @@ class Sighting:
         """JSON-ready dict (no thumbnail bytes), times also as ISO-8601 strings."""
         d = asdict(self)
         d.pop("thumbnail")
-        d.update(start_iso=iso(self.start_time), end_iso=iso(self.end_time), sample_iso=iso(self.sample_time))
+        d.update(start_iso=iso_time(self.start_time), end_iso=iso_time(self.end_time),
+                 sample_iso=iso_time(self.sample_time))
         return d
 
 
-def iso(t: float) -> str:
-    """Epoch seconds -> ``2024-05-01T12:00:03.25Z`` (UTC)."""
-    s = datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
-    return s.replace("+00:00", "Z")
+def _epoch(t: TimeLike) -> float | None:
+    return None if t is None else parse_time(t)
 
 
-def to_epoch(t: float | int | str | datetime | None) -> float | None:
-    """Epoch seconds from a number, a datetime or an ISO-8601 string (naive = UTC)."""
-    if t is None or isinstance(t, (int, float)):
-        return None if t is None else float(t)
-    if isinstance(t, str):
-        try:
-            return float(t)
-        except ValueError:
-            try:
-                t = datetime.fromisoformat(t.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"bad time {t!r}: use ISO-8601 such as 2024-05-01T12:00:00 or epoch seconds") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.timestamp()
-
-
-def search_tracks(store: TrackStore, query_embedding: np.ndarray, cameras: Sequence[str] | str | None = None,
-                  since=None, until=None, top: int = 10, by: str = "max") -> list[Sighting]:
+def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequence[str] | str | None = None,
+                  since: TimeLike = None, until: TimeLike = None, top: int = 10, by: str = "max") -> list[Sighting]:
     """Top ``top`` identities for a (D,) query embedding, every filtered track of each listed.
 
     cameras: keep tracks of these camera ids; since/until: keep tracks overlapping the window
@@ -93,11 +75,11 @@ def search_tracks(store: TrackStore, query_embedding: np.ndarray, cameras: Seque
                          f"{store.embedding_dim}: embed the query with the store's embedder")
     if by not in ("max", "mean"):
         raise ValueError(f"by must be 'max' or 'mean', got {by!r}")
-    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    q = l2_normalize(q)
     if top <= 0:
         return []
     sample_ids, sample_tracks, matrix = store.sample_matrix()  # before the tracks: each sample's track is there
-    since, until = to_epoch(since), to_epoch(until)
+    since, until = _epoch(since), _epoch(until)
     ids, gids = store.track_keys(camera=cameras, since=since, until=until, min_samples=1)
     if len(ids) == 0:
         return []
@@ -135,62 +117,3 @@ def search_tracks(store: TrackStore, query_embedding: np.ndarray, cameras: Seque
             sample_frame=int(samples.frame[k]), box=tuple(float(v) for v in samples.xyxy[k]),
             thumbnail=samples.thumbnails[k]))
     return out
-
-
-def format_table(sightings: Sequence[Sighting]) -> str:
-    """Plain-text table: rank, score, global id, camera, local track, start - end (UTC)."""
-    cw = max([6] + [len(s.camera_id) for s in sightings])
-    head = f"{'rank':>4}  {'score':>6}  {'global':>7}  {'camera':<{cw}}  {'track':>6}  start - end (UTC)"
-    lines = [head, "-" * (len(head) + 32)]
-    for s in sightings:
-        gid = "-" if s.global_id is None else str(s.global_id)
-        lines.append(f"{s.rank:>4}  {s.score:6.3f}  {gid:>7}  {s.camera_id:<{cw}}  {s.local_id:>6}  "
-                     f"{iso(s.start_time)} - {iso(s.end_time)}")
-    if not sightings:
-        lines.append("(no tracks match the filters)")
-    return "\n".join(lines)
-
-
-def _load_query(query_image) -> np.ndarray | None:
-    if query_image is None or isinstance(query_image, np.ndarray):
-        return query_image
-    if isinstance(query_image, (bytes, bytearray)):
-        return decode_jpeg(bytes(query_image))
-    image = cv2.imread(str(query_image), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read query image {query_image}: give a readable JPEG/PNG file")
-    return image
-
-
-def write_results(sightings: Sequence[Sighting], out_dir: str | Path, query_image=None) -> dict[str, Path]:
-    """Write ``results.json``, the best thumbnail of each sighting under ``thumbnails/`` and
-    ``contact_sheet.png`` (query crop first; tiles labelled rank/global id, camera, time, score).
-
-    query_image: (H, W, 3) BGR array, image path or encoded bytes, or None. Returns the paths.
-    """
-    out = Path(out_dir)
-    (out / "thumbnails").mkdir(parents=True, exist_ok=True)
-    records = []
-    for s in sightings:
-        d = s.to_dict()
-        if s.thumbnail:
-            name = f"thumbnails/{s.rank:03d}_track{s.track_id}.jpg"
-            (out / name).write_bytes(s.thumbnail)
-            d["thumbnail"] = name
-        records.append(d)
-    json_path = out / "results.json"
-    json_path.write_text(json.dumps({"sightings": records}, indent=2))
-
-    tiles = []
-    query = _load_query(query_image)
-    if query is not None:
-        tiles.append(Tile(query, ("QUERY",), (0, 0, 0)))
-    for s in sightings:
-        gid = "-" if s.global_id is None else str(s.global_id)
-        when = datetime.fromtimestamp(s.sample_time, timezone.utc).strftime("%m-%d %H:%M:%S")
-        tiles.append(Tile(decode_jpeg(s.thumbnail), (f"#{s.rank} id {gid}", s.camera_id, when, f"score {s.score:.3f}"),
-                          PALETTE[(s.rank - 1) % len(PALETTE)]))
-    n_ids = len({s.rank for s in sightings})
-    sheet = write_contact_sheet(out / "contact_sheet.png", tiles,
-                                title=f"{n_ids} identities, {len(sightings)} tracks (times UTC)")
-    return {"json": json_path, "contact_sheet": sheet}

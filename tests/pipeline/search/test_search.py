@@ -11,9 +11,21 @@ import numpy as np
 import pytest
 
 from pipeline.associate import CrossCameraAssociator
-from pipeline.contact_sheet import TILE_W
-from pipeline.query import format_table, iso, search_tracks, to_epoch, write_results
-from tests.pipeline.test_store import PERSON_BOXES, T0, add_track, clip_frames, make_store, near, unit
+from pipeline.config import AssociationConfig
+from pipeline.search import format_table, search_tracks, write_results
+from pipeline.search.report import TILE_W
+from reid_models.common import iso_time as iso
+from reid_models.common import parse_time
+from tests.pipeline.store.test_store import (
+    PERSON_BOXES,
+    T0,
+    add_track,
+    clip_frames,
+    make_store,
+    near,
+    thumbnail_shape,
+    unit,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +42,11 @@ def scene(tmp_path_factory):
         "p2": add_track(store, "cam2", 1, 30, 40, np.stack([near(p, 0.85, rng) for _ in range(3)]), person=0),
         "q2": add_track(store, "cam2", 2, 50, 60, np.stack([near(q, 0.9, rng) for _ in range(3)]), person=1),
     }
-    CrossCameraAssociator({"threshold": 0.5}).link(store)
+    CrossCameraAssociator(AssociationConfig(threshold=0.5)).link(store)
     add_track(store, "cam2", 3, 20, 25, np.stack([r, r]), person=2, end=False)
-    pk["r"] = store.tracks(camera="cam2", ended=False)[0].id
+    pk["r"] = store.reader.tracks(camera="cam2", ended=False)[0].id
     store.commit()
-    yield store, pk, (p, q, r)
+    yield store.reader, pk, (p, q, r)
     store.close()
 
 
@@ -52,8 +64,7 @@ def test_ranks_right_person_first_and_lists_every_camera(scene):
     assert [h.track_id for h in unlinked] == [pk["r"]]
     # the sighting carries its best sample: real crop thumbnail, box and time
     thumb = cv2.imdecode(np.frombuffer(hits[0].thumbnail, np.uint8), cv2.IMREAD_COLOR)
-    x1, y1, x2, y2 = PERSON_BOXES[0]
-    assert thumb.shape == (y2 - y1, x2 - x1, 3) and hits[0].box == PERSON_BOXES[0]
+    assert thumb.shape == thumbnail_shape(PERSON_BOXES[0]) and hits[0].box == PERSON_BOXES[0]
     assert hits[0].sample_time == T0 + 5.0
 
 
@@ -81,10 +92,10 @@ def test_max_versus_mean_scoring(tmp_path):
     store.start_run({})
     one_good_view = add_track(store, "cam1", 1, 0, 5, np.stack([near(v, c, rng) for c in (0.97, 0.1, 0.1)]))
     steady = add_track(store, "cam1", 2, 0, 5, np.stack([near(v, 0.8, rng) for _ in range(3)]), person=1)
-    assert search_tracks(store, v, by="max")[0].track_id == one_good_view
-    assert search_tracks(store, v, by="mean")[0].track_id == steady
+    assert search_tracks(store.reader, v, by="max")[0].track_id == one_good_view
+    assert search_tracks(store.reader, v, by="mean")[0].track_id == steady
     with pytest.raises(ValueError, match="dims"):
-        search_tracks(store, np.ones(5))
+        search_tracks(store.reader, np.ones(5))
     store.close()
 
 
@@ -114,9 +125,12 @@ def test_format_table_and_write_results(scene, tmp_path):
         write_results(hits, tmp_path / "out2", query_image=tmp_path / "missing.jpg")
 
 
-def test_to_epoch():
-    assert to_epoch("1970-01-01T00:01:00Z") == 60.0
-    assert to_epoch("1970-01-01T00:01:00") == 60.0  # naive = UTC
-    assert to_epoch("75") == 75.0 and to_epoch(None) is None
+def test_since_until_are_parsed_by_the_shared_time_helper(scene):
+    store, pk, (p, q, r) = scene
+    assert parse_time("1970-01-01T00:01:00Z") == 60.0
+    assert parse_time("1970-01-01T00:01:00") == 60.0  # naive = UTC
+    assert parse_time("75") == 75.0
+    assert search_tracks(store, p, since=None, until=None) == search_tracks(store, p)  # None = no bound
+    assert search_tracks(store, p, since=str(T0 + 45)) == search_tracks(store, p, since=T0 + 45)
     with pytest.raises(ValueError, match="ISO-8601"):
-        to_epoch("yesterday")
+        search_tracks(store, p, since="yesterday")

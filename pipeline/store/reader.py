@@ -1,8 +1,10 @@
-"""Read side of the track store: result types and the queries behind query and export.
+"""Read side of the store: :class:`StoreReader`, the queries behind search, export, association and
+the runner's summary.
 
-:class:`StoreReadMixin` holds :class:`pipeline.store.TrackStore`'s read methods; it is not used
-on its own. Rows come back as :class:`TrackRecord` or as parallel numpy arrays
-(:class:`Samples`, :class:`Boxes`). Times are epoch seconds (UTC); frames are 0-based.
+``StoreReader(path)`` opens a store read-only (it never writes, so it may read while a run is
+writing); :attr:`pipeline.store.writer.TrackStore.reader` is a StoreReader over the writer's own
+connection, which also sees the writer's uncommitted rows. Rows come back as
+:class:`~pipeline.store.base.TrackRecord` or as parallel numpy arrays (``Samples``, ``Boxes``).
 """
 from __future__ import annotations
 
@@ -10,85 +12,73 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from . import schema
+from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord, require_store
+
 _TRACK_COLS = ("id, run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame, "
                "n_boxes, n_samples, ended, global_id")
-
-
-@dataclass(frozen=True)
-class TrackRecord:
-    """One track row: a camera-local track of one run. Times in epoch seconds, frames 0-based."""
-
-    id: int
-    run_id: int
-    camera_id: str
-    local_id: int
-    start_time: float
-    end_time: float
-    start_frame: int
-    end_frame: int
-    n_boxes: int
-    n_samples: int
-    ended: bool
-    global_id: int | None
-
-
-@dataclass(frozen=True)
-class Samples:
-    """N appearance samples: parallel arrays.
-
-    id, track_id, frame: (N,) int64; time, confidence: (N,) float64/float32; xyxy: (N, 4) float32;
-    embedding: (N, D) float32 L2-normalised; thumbnails: N JPEG bytes (or None) when asked for.
-    """
-
-    id: np.ndarray
-    track_id: np.ndarray
-    frame: np.ndarray
-    time: np.ndarray
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    embedding: np.ndarray
-    thumbnails: tuple[bytes | None, ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self.id)
-
-
-@dataclass(frozen=True)
-class Boxes:
-    """N tracked boxes: track_id, frame (N,) int64; time (N,) float64; xyxy (N, 4); confidence (N,)."""
-
-    track_id: np.ndarray
-    frame: np.ndarray
-    time: np.ndarray
-    xyxy: np.ndarray
-    confidence: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.track_id)
 
 
 def _in_clause(column: str, values: Sequence) -> tuple[str, list]:
     return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
 
-class StoreReadMixin:
-    """Read queries of :class:`pipeline.store.TrackStore` (mixed into it, not used alone).
+class StoreReader:
+    """Read-only access to a store: ``with StoreReader("runs/demo.db") as store: store.tracks(...)``.
 
-    Relies on the store's SQLite connection ``_con``, its lock ``_lock``, ``embedding_dim`` and
-    the sample cache ``_cache_ids``, ``_cache_tracks``, ``_cache_emb`` that ``TrackStore.__init__`` sets.
+    path, embedder_id, embedding_dim, embedder_spec: what the store was built with (the embedder
+    spec rebuilds the embedder, see ``Embedder.from_spec``). A missing file, a file that is not a
+    track store or one of another schema version is a one-line :class:`StoreError`.
     """
 
-    _con: sqlite3.Connection
-    _lock: threading.RLock
-    embedding_dim: int
-    _cache_ids: np.ndarray
-    _cache_tracks: np.ndarray
-    _cache_emb: np.ndarray | None
+    def __init__(self, path: str | Path) -> None:
+        path = require_store(path)
+        con = schema.connect(path, readonly=True)
+        try:
+            version = schema.schema_version(con, path)
+            schema.check_version(version, path, can_migrate=False)
+        except sqlite3.DatabaseError as e:
+            con.close()
+            raise schema.database_error(path, e) from None
+        except StoreError:
+            con.close()
+            raise
+        self._attach(con, threading.RLock(), path, owns=True)
 
+    @classmethod
+    def over(cls, con: sqlite3.Connection, lock: threading.RLock, path: Path) -> StoreReader:
+        """A reader sharing an open connection and its lock (the writer's); closing it leaves them open."""
+        reader = cls.__new__(cls)
+        reader._attach(con, lock, path, owns=False)
+        return reader
+
+    def _attach(self, con: sqlite3.Connection, lock: threading.RLock, path: Path, owns: bool) -> None:
+        self._con, self._lock, self.path, self._owns = con, lock, Path(path), owns
+        with lock:
+            meta = dict(con.execute("SELECT key, value FROM meta"))
+        self.embedder_id: str = meta["embedder_id"]
+        self.embedding_dim: int = int(meta["embedding_dim"])
+        self.embedder_spec: dict = json.loads(meta["embedder_spec"])
+        self._cache_ids = np.zeros(0, np.int64)
+        self._cache_tracks = np.zeros(0, np.int64)
+        self._cache_emb: np.ndarray | None = None
+
+    def close(self) -> None:
+        """Close the connection (a reader over the writer's connection leaves it open). Idempotent."""
+        if self._owns:
+            self._con.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- tracks
     def tracks(self, camera: str | Sequence[str] | None = None, since: float | None = None,
                until: float | None = None, ended: bool | None = None, linked: bool | None = None,
                min_samples: int = 0, run_id: int | None = None,
@@ -250,7 +240,20 @@ class StoreReadMixin:
         with self._lock:
             return self._con.execute("SELECT track_id, global_id, score, method FROM links ORDER BY id").fetchall()
 
-    def execute(self, sql: str, args: Sequence = ()) -> list[tuple]:
-        """Run a read-only SQL statement (diagnostics, tests)."""
+    def global_ids(self, run_id: int) -> dict[tuple[str, int], int]:
+        """(camera_id, local track id) -> global id of the run's tracks that have one."""
         with self._lock:
-            return self._con.execute(sql, args).fetchall()
+            rows = self._con.execute("SELECT camera_id, local_id, global_id FROM tracks "
+                                     "WHERE run_id=? AND global_id IS NOT NULL", (int(run_id),)).fetchall()
+        return {(cam, int(local)): int(gid) for cam, local, gid in rows}
+
+    def run_summary(self, run_id: int) -> RunCounts:
+        """Counts of what run ``run_id`` stored (see :class:`RunCounts`)."""
+        with self._lock:
+            tracks, samples = self._con.execute("SELECT COUNT(*), COALESCE(SUM(n_samples), 0) FROM tracks "
+                                                "WHERE run_id=?", (int(run_id),)).fetchone()
+            cams = self._con.execute(
+                "SELECT global_id, COUNT(DISTINCT camera_id) FROM tracks WHERE global_id IN "
+                "(SELECT global_id FROM tracks WHERE run_id=? AND global_id IS NOT NULL) GROUP BY global_id",
+                (int(run_id),)).fetchall()
+        return RunCounts(int(tracks), int(samples), len(cams), sum(1 for _, n in cams if n >= 2))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import DetectorConfig
 from pipeline.types import Detections
 from reid_models.runtime import DeviceError, resolve_device
 
@@ -104,11 +105,10 @@ def resolve_weights(weights: str | os.PathLike | None) -> str:
     return str(path)
 
 
-def _resolve_half(half: bool | str | None, device: str) -> bool:
-    if half is None or (isinstance(half, str) and half.strip().lower() == "auto"):
+def _resolve_half(half: bool | str, device: str) -> bool:
+    """fp16 or not for detector.half ('auto' | true | false, checked by DetectorConfig) on ``device``."""
+    if half == "auto":
         return device.startswith("cuda")
-    if isinstance(half, str):
-        raise DetectorError(f"detector.half must be true, false or 'auto', got {half!r}")
     if half and not device.startswith("cuda"):
         raise DetectorError(f"detector.half=true needs a CUDA device, got {device!r}: use half 'auto' or false")
     return bool(half)
@@ -117,40 +117,22 @@ def _resolve_half(half: bool | str | None, device: str) -> bool:
 class PersonDetector:
     """YOLO person detector over a batch of frames (one per camera).
 
-    ``detector(images)`` with ``images`` a list of (H, W, 3) uint8 BGR arrays (sizes may differ)
-    returns one :class:`Detections` per image, boxes in that image's pixels, only person classes.
+    ``PersonDetector(config, device)`` with the ``detector`` section of the config (its values are
+    checked there). ``detector(images)`` with ``images`` a list of (H, W, 3) uint8 BGR arrays (sizes
+    may differ) returns one :class:`Detections` per image, boxes in that image's pixels, only person classes.
     """
 
-    def __init__(
-        self,
-        weights: str | os.PathLike | None = None,
-        person_classes: Sequence[int] = (0, 1),
-        confidence: float = 0.25,
-        iou: float = 0.7,
-        imgsz: int = 640,
-        device: str | int | None = "auto",
-        half: bool | str | None = "auto",
-    ) -> None:
-        if not 0.0 <= float(confidence) <= 1.0:
-            raise DetectorError(f"detector.confidence must be in [0, 1], got {confidence}")
-        if not 0.0 < float(iou) <= 1.0:
-            raise DetectorError(f"detector.iou must be in (0, 1], got {iou}")
-        if int(imgsz) < 32:
-            raise DetectorError(f"detector.imgsz must be >= 32 pixels, got {imgsz}")
-        classes = [int(c) for c in person_classes]
-        if not classes:
-            raise DetectorError("detector.person_classes is empty: list the class ids that are persons, e.g. [0]")
-
+    def __init__(self, config: DetectorConfig = DetectorConfig(), device: str | int | None = "auto") -> None:
+        if not isinstance(config, DetectorConfig):
+            raise TypeError(f"PersonDetector takes a DetectorConfig, got {type(config).__name__}")
         ensure_yolo_config_dir()
-        self.weights = resolve_weights(weights)
+        self.config = config
+        self.weights = resolve_weights(config.weights)
         try:
             self.device = resolve_device(device)
         except DeviceError as exc:
             raise DetectorError(str(exc)) from None
-        self.half = _resolve_half(half, self.device)
-        self.confidence = float(confidence)
-        self.iou = float(iou)
-        self.imgsz = int(imgsz)
+        self.half = _resolve_half(config.half, self.device)
 
         from ultralytics import YOLO
 
@@ -165,6 +147,7 @@ class PersonDetector:
         if self.model.task != "detect":
             raise DetectorError(f"{self.weights} is a {self.model.task!r} model; a detection model is needed")
         self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
+        classes = list(config.person_classes)
         unknown = [c for c in classes if c not in self.names]
         if unknown:
             raise DetectorError(f"detector.person_classes {unknown} not in the model's classes {self.names}")
@@ -172,17 +155,10 @@ class PersonDetector:
             others = [self.names[c] for c in classes if self.names[c] != "person"]
             if others:
                 log.warning("detector.person_classes includes non-person classes %s of %s", others, self.weights)
-        self.person_classes = tuple(classes)
-        self._class_filter = np.asarray(classes, dtype=np.int64)
-
-    @classmethod
-    def from_config(cls, config, device: str | int | None = "auto") -> PersonDetector:
-        """Build from a DetectorConfig (or any object with its field names) and a device."""
-        return cls(weights=config.weights, person_classes=config.person_classes, confidence=config.confidence,
-                   iou=config.iou, imgsz=config.imgsz, device=device, half=config.half)
+        self.person_classes = config.person_classes
 
     def __repr__(self) -> str:
-        return (f"PersonDetector(weights={self.weights!r}, classes={self.person_classes}, imgsz={self.imgsz}, "
+        return (f"PersonDetector(weights={self.weights!r}, classes={self.person_classes}, imgsz={self.config.imgsz}, "
                 f"device={self.device!r}, half={self.half})")
 
     def _precision_args(self) -> dict:
@@ -201,7 +177,8 @@ class PersonDetector:
         threads = torch.get_num_threads()
         try:
             return self.model.predict(
-                source=images, imgsz=self.imgsz, conf=self.confidence, iou=self.iou, device=self.device,
+                source=images, imgsz=self.config.imgsz, conf=self.config.confidence, iou=self.config.iou,
+                device=self.device,
                 classes=list(self.person_classes), agnostic_nms=len(self.person_classes) > 1,  # one box per person
                 stream=False, verbose=False, **self._precision_args(),
             )
@@ -214,7 +191,7 @@ class PersonDetector:
 
         shape: (H, W) of the frames to expect (default: imgsz x imgsz).
         """
-        h, w = shape if shape is not None else (self.imgsz, self.imgsz)
+        h, w = shape if shape is not None else (self.config.imgsz, self.config.imgsz)
         self._predict([np.zeros((h, w, 3), np.uint8) for _ in range(max(1, batch))])
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -226,15 +203,4 @@ class PersonDetector:
             if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
                 desc = f"{type(im).__name__} {getattr(im, 'shape', '')} {getattr(im, 'dtype', '')}".strip()
                 raise ValueError(f"image {i} must be an (H, W, 3) uint8 BGR array, got {desc}")
-        out = []
-        for result in self._predict(images):
-            boxes = result.boxes
-            if boxes is None or len(boxes) == 0:
-                out.append(Detections.empty())
-                continue
-            xyxy = boxes.xyxy.float().cpu().numpy()
-            conf = boxes.conf.float().cpu().numpy()
-            cls = boxes.cls.cpu().numpy().astype(np.int64)
-            keep = np.isin(cls, self._class_filter)
-            out.append(Detections.from_arrays(xyxy[keep], conf[keep], cls[keep]))
-        return out
+        return [Detections.from_ultralytics(r, self.person_classes) for r in self._predict(images)]

@@ -1,4 +1,5 @@
-"""TrackStore: schema, append across runs, embedder checks, bad files, kill -9 durability.
+"""TrackStore / StoreReader: schema and its versions, append across runs, embedder checks, bad files,
+kill -9 durability.
 
 Frames and thumbnails are real (cut from streams/vtest.avi). No embedder exists in this package's
 tests yet, so embeddings are generated unit vectors with chosen cosines; the helpers below are
@@ -20,10 +21,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.store import PAGE_SIZE, StoreError, TrackStore
+from pipeline.config import StoreConfig
+from pipeline.store import PAGE_SIZE, SCHEMA_VERSION, StoreError, StoreReader, TrackStore
 from pipeline.types import Detections, Frame
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CLIP = ROOT / "streams" / "vtest.avi"
 T0 = 1_700_000_000.0  # epoch seconds of the synthetic timeline
 DIM = 32
@@ -44,11 +46,15 @@ def clip_frames(n: int = 12) -> tuple[np.ndarray, ...]:
     return tuple(frames)
 
 
-def crop_jpeg(image: np.ndarray, box) -> bytes:
+def crop(image: np.ndarray, box) -> np.ndarray:
     x1, y1, x2, y2 = (int(v) for v in box)
-    ok, buf = cv2.imencode(".jpg", image[y1:y2, x1:x2])
-    assert ok
-    return buf.tobytes()
+    return image[y1:y2, x1:x2]
+
+
+def thumbnail_shape(box, height: int = StoreConfig().thumbnail_height) -> tuple[int, int, int]:
+    """Shape of the stored thumbnail of a crop ``box``: ``height`` pixels high, aspect kept."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return height, max(1, round((x2 - x1) * height / (y2 - y1))), 3
 
 
 def unit(rng: np.random.Generator, d: int = DIM) -> np.ndarray:
@@ -65,7 +71,16 @@ def near(v: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_store(path: Path, **kw) -> TrackStore:
-    return TrackStore(path, "test-embedder-v1", DIM, {"name": "generated-unit-vectors"}, **kw)
+    return TrackStore(StoreConfig(path=str(path), **kw), "test-embedder-v1", DIM, {"name": "generated-unit-vectors"})
+
+
+def sql(path: Path, query: str) -> list[tuple]:
+    """Rows of a read-only SQL query on the SQLite file (backend checks and diagnostics)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
 
 
 def add_track(store: TrackStore, camera: str, local_id: int, t0: float, t1: float,
@@ -84,10 +99,10 @@ def add_track(store: TrackStore, camera: str, local_id: int, t0: float, t1: floa
         if rows:
             d = Detections.from_arrays([box] * len(rows), [0.9] * len(rows), track_id=[local_id] * len(rows),
                                        embedding=np.stack(rows))
-            store.add_samples(frame, d, np.arange(len(rows)), [crop_jpeg(img, box)] * len(rows))
+            store.add_samples(frame, d, np.arange(len(rows)), [crop(img, box)] * len(rows))
     if end:
         store.end_tracks(camera, [local_id])
-    return store.tracks(camera=camera, run_id=store.run_id)[-1].id if end else -1
+    return store.reader.tracks(camera=camera, run_id=store.run_id)[-1].id if end else -1
 
 
 # ----------------------------------------------------------------------------- tests
@@ -95,16 +110,18 @@ def test_schema_wal_page_size_and_new_folder(tmp_path):
     path = tmp_path / "not" / "yet" / "store.db"
     store = make_store(path)
     assert path.exists()
-    assert store.execute("PRAGMA journal_mode")[0][0] == "wal"
-    assert store.execute("PRAGMA page_size")[0][0] == PAGE_SIZE
-    assert store.execute("PRAGMA synchronous")[0][0] == 1  # NORMAL
-    assert store.execute("PRAGMA foreign_keys")[0][0] == 1
-    tables = {r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    con = store._con  # the writer's own connection: its session settings
+    assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert con.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert sql(path, "PRAGMA journal_mode")[0][0] == "wal"
+    assert sql(path, "PRAGMA page_size")[0][0] == PAGE_SIZE
+    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    tables = {r[0] for r in sql(path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"meta", "runs", "cameras", "tracks", "boxes", "samples", "identities", "links"} <= tables
-    indexes = {r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    indexes = {r[0] for r in sql(path, "SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"tracks_camera_time", "tracks_end_time", "samples_track"} <= indexes
     store.close()
-    reread = TrackStore(path)  # read-only open keeps what the store was built with
+    reread = StoreReader(path)  # read-only open keeps what the store was built with
     assert (reread.embedder_id, reread.embedding_dim) == ("test-embedder-v1", DIM)
     assert reread.embedder_spec == {"name": "generated-unit-vectors"}
     reread.close()
@@ -120,7 +137,7 @@ def test_record_and_read_back(tmp_path):
     open_pk = add_track(store, "cam1", 8, 1.0, 3.0, embs[:1], person=1, end=False)
     store.close()
 
-    store = TrackStore(tmp_path / "s.db")
+    store = StoreReader(tmp_path / "s.db")
     tracks = {t.local_id: t for t in store.tracks()}
     t = tracks[7]
     assert (t.id, t.camera_id, t.n_boxes, t.n_samples, t.ended, t.global_id) == (pk, "cam1", 3, 3, True, None)
@@ -132,8 +149,7 @@ def test_record_and_read_back(tmp_path):
     s = store.samples_of([pk], thumbnails=True)
     np.testing.assert_allclose(s.embedding, embs, atol=1e-6)
     thumb = cv2.imdecode(np.frombuffer(s.thumbnails[0], np.uint8), cv2.IMREAD_COLOR)
-    x1, y1, x2, y2 = PERSON_BOXES[0]
-    assert thumb.shape == (y2 - y1, x2 - x1, 3)
+    assert thumb.shape == thumbnail_shape(PERSON_BOXES[0])
     b = store.boxes([pk])
     assert list(b.frame) == [0, 10, 20] and np.allclose(b.xyxy[0], PERSON_BOXES[0])
     assert store.cameras() == [("cam1", str(CLIP), {"fps": 10})]
@@ -155,22 +171,22 @@ def test_two_runs_append_without_clash(tmp_path):
         pks += [add_track(store, "cam1", local, 10.0 * run, 10.0 * run + 2, unit(rng)) for local in (1, 2)]
         assert run_id == run + 1
         store.close()
-    store = TrackStore(tmp_path / "s.db")
+    store = StoreReader(tmp_path / "s.db")
     tracks = store.tracks()
     assert len(tracks) == 4 and len(set(pks)) == 4
     assert [(t.run_id, t.local_id) for t in tracks] == [(1, 1), (1, 2), (2, 1), (2, 2)]
-    assert store.execute("SELECT COUNT(*) FROM samples")[0][0] == 4
+    assert sql(tmp_path / "s.db", "SELECT COUNT(*) FROM samples")[0][0] == 4
     store.close()
 
 
 def test_embedder_mismatch_is_refused(tmp_path):
     make_store(tmp_path / "s.db").close()
     with pytest.raises(StoreError) as e:
-        TrackStore(tmp_path / "s.db", "other-embedder", DIM, {})
+        TrackStore(StoreConfig(path=str(tmp_path / "s.db")), "other-embedder", DIM, {})
     msg = str(e.value)
     assert "\n" not in msg and "test-embedder-v1" in msg and "other-embedder" in msg and "--db" in msg
     with pytest.raises(StoreError, match="32-d"):
-        TrackStore(tmp_path / "s.db", "test-embedder-v1", 64, {})
+        TrackStore(StoreConfig(path=str(tmp_path / "s.db")), "test-embedder-v1", 64, {})
 
 
 def test_bad_files_give_clear_errors(tmp_path):
@@ -186,9 +202,13 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(StoreError, match="not a track store"):
         make_store(other)
     with pytest.raises(StoreError, match="no store at"):
-        TrackStore(tmp_path / "missing.db")
+        StoreReader(tmp_path / "missing.db")
+    with pytest.raises(StoreError, match="not a track store"):
+        StoreReader(junk)
     with pytest.raises(StoreError, match="folder"):
         make_store(tmp_path)
+    with pytest.raises(StoreError, match="folder"):
+        StoreReader(tmp_path)
     store = make_store(tmp_path / "s.db")
     with pytest.raises(StoreError, match="start_run"):
         one = Detections.from_arrays([[0, 0, 1, 1]], [1], track_id=[1])
@@ -196,7 +216,7 @@ def test_bad_files_give_clear_errors(tmp_path):
     store.start_run()
     bad = Detections.from_arrays([[0, 0, 1, 1]], [1], track_id=[1], embedding=np.ones((1, 8)))
     with pytest.raises(StoreError, match="8 dims"):
-        store.add_samples(Frame("cam1", 0, T0, clip_frames()[0]), bad, [0], [b""])
+        store.add_samples(Frame("cam1", 0, T0, clip_frames()[0]), bad, [0], [None])
     store.close()
 
 
@@ -218,9 +238,10 @@ def test_batched_commits_are_visible_to_readers_only_when_committed(tmp_path):
 WRITER = textwrap.dedent("""
     import itertools, sys
     import numpy as np
+    from pipeline.config import StoreConfig
     from pipeline.store import TrackStore
     from pipeline.types import Detections, Frame
-    store = TrackStore(sys.argv[1], "test-embedder-v1", 32, {}, commit_interval=0.01)
+    store = TrackStore(StoreConfig(path=sys.argv[1], commit_interval=0.01), "test-embedder-v1", 32, {})
     store.start_run({"writer": True})
     store.add_camera("cam1", "vtest.avi")
     rng = np.random.default_rng(0)
@@ -233,7 +254,7 @@ WRITER = textwrap.dedent("""
         dets = Detections.from_arrays([[k, k, k + 10, k + 20] for k in range(3)], [0.9] * 3, track_id=ids,
                                       embedding=emb)
         store.record_frame(frame, dets)
-        store.add_samples(frame, dets, [0, 1, 2], [b"jpeg-bytes"] * 3)
+        store.add_samples(frame, dets, [0, 1, 2], [image] * 3)
         if f % 20 == 19:
             store.end_tracks("cam1", ids)
         if store.maybe_commit():
@@ -277,13 +298,13 @@ def test_sigkill_mid_write_keeps_committed_work(tmp_path):
 
     store = make_store(db)  # opens, then a new run appends and closes the killed run's open tracks
     assert store.start_run() == 2
-    assert store.tracks(ended=False) == []
-    last = store.tracks()[-1]
-    s = store.samples_of([last.id])
+    assert store.reader.tracks(ended=False) == []
+    last = store.reader.tracks()[-1]
+    s = store.reader.samples_of([last.id])
     mean = s.embedding.mean(0)
-    np.testing.assert_allclose(store.track_embeddings([last.id])[0], mean / np.linalg.norm(mean), atol=1e-5)
+    np.testing.assert_allclose(store.reader.track_embeddings([last.id])[0], mean / np.linalg.norm(mean), atol=1e-5)
     pk = add_track(store, "cam1", 0, 0, 1, unit(np.random.default_rng(3)))
-    assert store.tracks(run_id=2)[0].id == pk
+    assert store.reader.tracks(run_id=2)[0].id == pk
     store.close()
 
 
@@ -292,15 +313,63 @@ def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(tmp_path):
     results are in the full source frame, where the frame indices point."""
     full = clip_frames()[0]
     x1, y1, x2, y2 = PERSON_BOXES[1]  # (498, 155, 532, 233) in the full frame
-    crop = full[:, 384:]
-    frame = Frame("right", 0, T0, crop, origin=(384, 0))
+    right = full[:, 384:]
+    frame = Frame("right", 0, T0, right, origin=(384, 0))
     dets = Detections.from_arrays([[x1 - 384, y1, x2 - 384, y2]], [0.9], track_id=[1],
                                   embedding=unit(np.random.default_rng(0))[None])
     with make_store(tmp_path / "s.db") as store:
         store.start_run()
         store.record_frame(frame, dets)
-        store.add_samples(frame, dets, [0], [crop_jpeg(crop, dets.xyxy[0])])
+        store.add_samples(frame, dets, [0], [crop(right, dets.xyxy[0])])
         store.commit()
-        (tid,) = [t.id for t in store.tracks()]
-        assert store.boxes([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
-        assert store.samples_of([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
+        (tid,) = [t.id for t in store.reader.tracks()]
+        assert store.reader.boxes([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
+        assert store.reader.samples_of([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
+
+
+def test_schema_versions_are_migrated_or_refused_in_one_line(tmp_path):
+    path = tmp_path / "s.db"
+    make_store(path).close()
+    # a store written before user_version was used: version 1 kept in meta.schema_version
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version=0")
+    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    con.commit()
+    con.close()
+    with StoreReader(path) as reader:  # read as v1
+        assert reader.embedder_id == "test-embedder-v1"
+    make_store(path).close()  # the writer stamps it
+    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    # a store of a newer schema is refused by both sides
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.commit()
+    con.close()
+    for open_store in (StoreReader, make_store):
+        with pytest.raises(StoreError) as e:
+            open_store(path)
+        msg = str(e.value)
+        assert "\n" not in msg and f"v{SCHEMA_VERSION + 1}" in msg and "upgrade camreid" in msg
+    # an older one (v0: a meta table but no schema yet) is refused by the read-only reader
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match=r"schema v0, this code reads v\d+: open it for writing once"):
+        StoreReader(old)
+
+
+def test_reader_is_read_only_and_sees_committed_rows_of_a_running_writer(tmp_path):
+    rng = np.random.default_rng(4)
+    store = make_store(tmp_path / "s.db", commit_interval=3600)
+    store.start_run()
+    add_track(store, "cam1", 1, 0, 1, unit(rng))
+    with StoreReader(tmp_path / "s.db") as reader:
+        assert reader.tracks() == [] and len(store.reader.tracks()) == 1  # the writer sees its own batch
+        store.commit()
+        assert [t.local_id for t in reader.tracks()] == [1]
+        assert reader.run_summary(store.run_id).tracks == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._con.execute("DELETE FROM tracks")
+    store.close()

@@ -1,12 +1,19 @@
-"""Contact sheet: a grid of labelled person thumbnails (query crop first) drawn with OpenCV."""
+"""The report of a search: a plain-text table, ``results.json`` with the sightings' thumbnails, and a
+contact sheet (a grid of labelled person thumbnails, query crop first, drawn with OpenCV)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from reid_models.common import ImageReadError, decode_image, iso_time, read_image_bgr
+
+from .rank import Sighting
 
 TILE_W, IMAGE_H, LINE_H, PAD = 112, 192, 14, 4
 FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.36
@@ -25,11 +32,14 @@ class Tile:
     color: tuple[int, int, int] = (200, 200, 200)
 
 
-def decode_jpeg(data: bytes | None) -> np.ndarray | None:
-    """JPEG/PNG bytes -> (H, W, 3) uint8 BGR, or None when absent or undecodable."""
+def decode_thumbnail(data: bytes | None) -> np.ndarray | None:
+    """JPEG/PNG bytes -> (H, W, 3) uint8 BGR, or None when absent or undecodable (drawn as "no image")."""
     if not data:
         return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        return decode_image(data, "thumbnail")
+    except ImageReadError:
+        return None
 
 
 def _fit(image: np.ndarray | None, w: int, h: int) -> np.ndarray:
@@ -89,3 +99,60 @@ def write_contact_sheet(path: str | Path, tiles: Sequence[Tile], columns: int = 
     if not cv2.imwrite(str(path), draw_contact_sheet(tiles, columns, title)):
         raise OSError(f"could not write {path}: check the folder is writable and the name ends in .png")
     return path
+
+
+# ----------------------------------------------------------------------------- reports
+def format_table(sightings: Sequence[Sighting]) -> str:
+    """Plain-text table: rank, score, global id, camera, local track, start - end (UTC)."""
+    cw = max([6] + [len(s.camera_id) for s in sightings])
+    head = f"{'rank':>4}  {'score':>6}  {'global':>7}  {'camera':<{cw}}  {'track':>6}  start - end (UTC)"
+    lines = [head, "-" * (len(head) + 32)]
+    for s in sightings:
+        gid = "-" if s.global_id is None else str(s.global_id)
+        lines.append(f"{s.rank:>4}  {s.score:6.3f}  {gid:>7}  {s.camera_id:<{cw}}  {s.local_id:>6}  "
+                     f"{iso_time(s.start_time)} - {iso_time(s.end_time)}")
+    if not sightings:
+        lines.append("(no tracks match the filters)")
+    return "\n".join(lines)
+
+
+def _load_query(query_image) -> np.ndarray | None:
+    if query_image is None or isinstance(query_image, np.ndarray):
+        return query_image
+    if isinstance(query_image, (bytes, bytearray)):
+        return decode_thumbnail(bytes(query_image))
+    return read_image_bgr(query_image, "query image")
+
+
+def write_results(sightings: Sequence[Sighting], out_dir: str | Path, query_image=None) -> dict[str, Path]:
+    """Write ``results.json``, the best thumbnail of each sighting under ``thumbnails/`` and
+    ``contact_sheet.png`` (query crop first; tiles labelled rank/global id, camera, time, score).
+
+    query_image: (H, W, 3) BGR array, image path or encoded bytes, or None. Returns the paths.
+    """
+    out = Path(out_dir)
+    (out / "thumbnails").mkdir(parents=True, exist_ok=True)
+    records = []
+    for s in sightings:
+        d = s.to_dict()
+        if s.thumbnail:
+            name = f"thumbnails/{s.rank:03d}_track{s.track_id}.jpg"
+            (out / name).write_bytes(s.thumbnail)
+            d["thumbnail"] = name
+        records.append(d)
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps({"sightings": records}, indent=2))
+
+    tiles = []
+    query = _load_query(query_image)
+    if query is not None:
+        tiles.append(Tile(query, ("QUERY",), (0, 0, 0)))
+    for s in sightings:
+        gid = "-" if s.global_id is None else str(s.global_id)
+        when = datetime.fromtimestamp(s.sample_time, timezone.utc).strftime("%m-%d %H:%M:%S")
+        label = (f"#{s.rank} id {gid}", s.camera_id, when, f"score {s.score:.3f}")
+        tiles.append(Tile(decode_thumbnail(s.thumbnail), label, PALETTE[(s.rank - 1) % len(PALETTE)]))
+    n_ids = len({s.rank for s in sightings})
+    sheet = write_contact_sheet(out / "contact_sheet.png", tiles,
+                                title=f"{n_ids} identities, {len(sightings)} tracks (times UTC)")
+    return {"json": json_path, "contact_sheet": sheet}

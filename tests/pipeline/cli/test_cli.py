@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.__main__ import main, parse_time
-from pipeline.store import TrackStore
+from pipeline.cli import main, time_argument
+from pipeline.config import StoreConfig
+from pipeline.store import StoreReader, TrackStore
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -50,6 +51,7 @@ def test_query_with_missing_db(tmp_path):
     _assert_one_line_error(proc, "none.db")
 
 
+@pytest.mark.slow
 def test_query_with_unreadable_image(demo_run, tmp_path):
     bad = tmp_path / "suspect.jpg"
     bad.write_bytes(b"this is not a JPEG")
@@ -59,6 +61,7 @@ def test_query_with_unreadable_image(demo_run, tmp_path):
     _assert_one_line_error(proc, "absent.jpg", "not found")
 
 
+@pytest.mark.slow
 def test_query_with_an_empty_time_window(demo_run, vtest_path):
     proc = _cli("query", "--db", str(demo_run.db), "--image", str(vtest_path.parent / "suspect.jpg"),
                 "--since", "2024-05-01T10:01:00Z", "--until", "2024-05-01T10:00:00Z")
@@ -72,16 +75,16 @@ def test_bad_arguments_are_one_line_too():
     _assert_one_line_error(proc, "yesterday", "ISO-8601")
 
 
-def test_parse_time_accepts_iso_and_epoch():
-    assert parse_time("2024-05-01T10:00:30Z") == 1714557630.0
-    assert parse_time("2024-05-01T12:00:30+02:00") == 1714557630.0
-    assert parse_time("2024-05-01T10:00:30") == 1714557630.0  # naive = UTC
-    assert parse_time("1714557630.5") == 1714557630.5
+def test_time_argument_accepts_iso_and_epoch():
+    assert time_argument("2024-05-01T10:00:30Z") == 1714557630.0
+    assert time_argument("2024-05-01T12:00:30+02:00") == 1714557630.0
+    assert time_argument("2024-05-01T10:00:30") == 1714557630.0  # naive = UTC
+    assert time_argument("1714557630.5") == 1714557630.5
 
 
 def _long_track_crop(db: Path, vtest: Path):
     """A box of the longest sampled track, at a frame that is not one of its samples, cut from the clip."""
-    with TrackStore(db) as store:
+    with StoreReader(db) as store:
         track = max((t for t in store.tracks() if t.n_samples >= 2), key=lambda t: t.n_boxes)
         boxes = store.boxes([track.id])
         sampled = set(store.samples_of([track.id]).frame.tolist())
@@ -96,6 +99,7 @@ def _long_track_crop(db: Path, vtest: Path):
     return track, frame[max(y1, 0):y2, max(x1, 0):x2]
 
 
+@pytest.mark.slow
 def test_query_finds_the_person_of_a_crop_first(demo_run, vtest_path, tmp_path, capsys):
     track, crop = _long_track_crop(demo_run.db, vtest_path)
     image = tmp_path / "suspect.png"
@@ -121,9 +125,10 @@ def test_query_finds_the_person_of_a_crop_first(demo_run, vtest_path, tmp_path, 
     assert json.loads((tmp_path / "r3" / "results.json").read_text())["sightings"] == []
 
 
+@pytest.mark.slow
 def test_query_box_option_cuts_the_crop_from_a_frame(demo_run, vtest_path, tmp_path):
     track, _ = _long_track_crop(demo_run.db, vtest_path)
-    with TrackStore(demo_run.db) as store:
+    with StoreReader(demo_run.db) as store:
         boxes = store.boxes([track.id])
     k = len(boxes) // 3
     cap = cv2.VideoCapture(str(vtest_path))
@@ -137,6 +142,7 @@ def test_query_box_option_cuts_the_crop_from_a_frame(demo_run, vtest_path, tmp_p
     assert json.loads((out / "results.json").read_text())["sightings"][0]["track_id"] == track.id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["mot", "mtmc", "reid"])
 def test_export_writes_files(demo_run, tmp_path, fmt, capsys):
     out = tmp_path / fmt
@@ -156,6 +162,7 @@ def test_export_writes_files(demo_run, tmp_path, fmt, capsys):
         assert len(jpgs) >= 10 and cv2.imread(str(jpgs[0])) is not None
 
 
+@pytest.mark.slow
 def test_bench_prints_a_table_per_camera_count(capsys):
     assert main(["bench", "--frames", "3", "--cameras", "1", "2", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -166,11 +173,12 @@ def test_bench_prints_a_table_per_camera_count(capsys):
     assert all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)  # frames/s, detect ms
 
 
+@pytest.mark.slow
 def test_query_refuses_a_store_of_another_embedder(tmp_path, vtest_path, capsys):
     """A store whose spec does not name its embedder (here 1280-d like the default MobileNetV2) must
     not be searched with the default embedder: the ids differ, so the query is refused."""
     db = tmp_path / "other.db"
-    TrackStore(db, "some-other-net-0123456789ab", 1280, None).close()
+    TrackStore(StoreConfig(path=str(db)), "some-other-net-0123456789ab", 1280, None).close()
     cap = cv2.VideoCapture(str(vtest_path))
     frame = cap.read()[1]
     cap.release()

@@ -12,8 +12,9 @@ SQL-filtered rows beats ANN indexes under selective camera/time filters).
 Times are seconds since the Unix epoch (UTC); frames are 0-based source frame indices; boxes
 are pixels of the full source frame (a camera's roi offset ``Frame.origin`` is added on write).
 
-This module opens the store, creates its schema and writes it; the read queries and their
-result types (TrackRecord, Samples, Boxes) live in :mod:`pipeline.store_read`.
+This module opens (creating or migrating, see :mod:`.schema`) and writes the store; reading is
+:class:`~pipeline.store.reader.StoreReader`, which :attr:`TrackStore.reader` gives over the
+writer's own connection.
 """
 from __future__ import annotations
 
@@ -27,58 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .store_read import Boxes, Samples, StoreReadMixin, TrackRecord
-from .types import Detections, Frame
+from pipeline.config import StoreConfig
+from pipeline.types import Detections, Frame
+from reid_models.common import encode_jpeg, l2_normalize
 
-__all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "Samples", "StoreError", "TrackRecord", "TrackStore"]
-
-SCHEMA_VERSION = 1
-PAGE_SIZE = 16384
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
-                   config TEXT NOT NULL);
-CREATE TABLE cameras (id TEXT PRIMARY KEY, source TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE identities (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL,
-                         n_tracks INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE tracks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    camera_id TEXT NOT NULL REFERENCES cameras(id),
-    local_id INTEGER NOT NULL,
-    start_time REAL NOT NULL, end_time REAL NOT NULL,
-    start_frame INTEGER NOT NULL, end_frame INTEGER NOT NULL,
-    n_boxes INTEGER NOT NULL DEFAULT 0, n_samples INTEGER NOT NULL DEFAULT 0,
-    ended INTEGER NOT NULL DEFAULT 0,
-    global_id INTEGER REFERENCES identities(id),
-    embedding BLOB,
-    UNIQUE (run_id, camera_id, local_id));
-CREATE INDEX tracks_camera_time ON tracks(camera_id, start_time);
-CREATE INDEX tracks_end_time ON tracks(end_time);
-CREATE INDEX tracks_global ON tracks(global_id);
-CREATE INDEX tracks_pending ON tracks(ended, global_id);
-CREATE TABLE boxes (
-    track_id INTEGER NOT NULL REFERENCES tracks(id), frame INTEGER NOT NULL, time REAL NOT NULL,
-    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL,
-    PRIMARY KEY (track_id, frame)) WITHOUT ROWID;
-CREATE TABLE samples (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    track_id INTEGER NOT NULL REFERENCES tracks(id), frame INTEGER NOT NULL, time REAL NOT NULL,
-    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL,
-    embedding BLOB NOT NULL, thumbnail BLOB);
-CREATE INDEX samples_track ON samples(track_id);
-CREATE TABLE links (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    track_id INTEGER NOT NULL REFERENCES tracks(id),
-    global_id INTEGER NOT NULL REFERENCES identities(id),
-    score REAL, method TEXT NOT NULL, created REAL NOT NULL);
-CREATE INDEX links_track ON links(track_id);
-"""
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be opened or written as asked; the message is one line."""
+from . import schema
+from .base import StoreError
+from .reader import StoreReader
 
 
 @dataclass
@@ -105,87 +61,63 @@ def _blob(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
 
 
-class TrackStore(StoreReadMixin):
-    """SQLite record of one or more pipeline runs.
+class TrackStore:
+    """Writer of a store: ``TrackStore(config, embedder_id, embedding_dim, embedder_spec)``.
 
-    ``TrackStore(path, embedder_id, embedding_dim, embedder_spec)`` creates or opens a store for
-    writing; a store built with another embedder is refused with :class:`StoreError`.
-    ``TrackStore(path)`` opens an existing store for reading (query, export) with whatever
-    embedder it was built with (see :attr:`embedder_spec`). The read queries (tracks, samples_of,
-    boxes, sample_matrix, ...) come from :class:`pipeline.store_read.StoreReadMixin`.
+    config: the ``store`` section (path, thumbnail_height, commit_interval). Creates the store (and
+    its folder) if absent, migrates an older schema, and refuses a store built with another
+    embedder or dimension with :class:`StoreError`. :attr:`reader` reads it, uncommitted rows included.
     """
 
-    def __init__(self, path: str | Path, embedder_id: str | None = None, embedding_dim: int | None = None,
-                 embedder_spec: dict | None = None, *, commit_interval: float = 1.0) -> None:
-        self.path = Path(path)
-        self.commit_interval = float(commit_interval)
+    def __init__(self, config: StoreConfig, embedder_id: str, embedding_dim: int,
+                 embedder_spec: dict | None = None) -> None:
+        if not isinstance(config, StoreConfig):
+            raise TypeError(f"TrackStore takes a StoreConfig, got {type(config).__name__}")
+        self.config = config
+        self.path = Path(config.path)
+        self.commit_interval = config.commit_interval
         self.run_id: int | None = None
         self._lock = threading.RLock()
         self._open: dict[tuple[str, int], _OpenTrack] = {}
         self._known_cameras: set[str] = set()
         self._last_commit = time.monotonic()
-        self._cache_ids = np.zeros(0, np.int64)
-        self._cache_tracks = np.zeros(0, np.int64)
-        self._cache_emb: np.ndarray | None = None
         self._closed = False
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a folder: pass a file path such as "
                              f"{self.path / 'store.db'}")
-        if not self.path.exists() and embedder_id is None:
-            raise StoreError(f"no store at {self.path}: run `python -m pipeline run` first or check --db")
+        self._con = schema.connect(self.path, readonly=False)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
-        except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"cannot open store {self.path} ({e}): check the path and its permissions") from None
-        try:
-            self._setup(embedder_id, embedding_dim, embedder_spec)
+            self._setup(embedder_id, int(embedding_dim), embedder_spec)
         except sqlite3.DatabaseError as e:
             self._con.close()
-            if "not a database" in str(e) or "malformed" in str(e):
-                raise StoreError(f"{self.path} is not a track store ({e}): pass another --db path") from None
-            raise StoreError(f"cannot open store {self.path} ({e}): check the path and its permissions") from None
+            raise schema.database_error(self.path, e) from None
         except StoreError:
             self._con.close()
             raise
+        self.reader = StoreReader.over(self._con, self._lock, self.path)
 
     # ---------------------------------------------------------------- opening
-    def _setup(self, embedder_id, embedding_dim, embedder_spec) -> None:
+    def _setup(self, embedder_id: str, embedding_dim: int, embedder_spec: dict | None) -> None:
         con = self._con
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
-            if embedder_id is None or embedding_dim is None:
-                raise StoreError(f"{self.path} is an empty database, not a track store: "
-                                 "run `python -m pipeline run` first")
-            con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first table, and before WAL
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("BEGIN")
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    con.execute(stmt)
-            meta = {"schema_version": str(SCHEMA_VERSION), "embedder_id": embedder_id,
-                    "embedding_dim": str(int(embedding_dim)), "embedder_spec": json.dumps(embedder_spec or {})}
-            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
-            con.execute("COMMIT")
-        elif "meta" not in tables:
-            raise StoreError(f"{self.path} is a SQLite database but not a track store: pass another --db path")
+        if not schema.tables(con):
+            schema.create(con, {"embedder_id": embedder_id, "embedding_dim": str(embedding_dim),
+                                "embedder_spec": json.dumps(embedder_spec or {})})
+        else:
+            version = schema.schema_version(con, self.path)
+            schema.check_version(version, self.path, can_migrate=True)
+            if con.execute("PRAGMA user_version").fetchone()[0] != schema.SCHEMA_VERSION:
+                schema.migrate(con, version)  # older, or of the days before user_version: stamp it
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("PRAGMA foreign_keys=ON")
         meta = dict(con.execute("SELECT key, value FROM meta"))
-        version = int(meta.get("schema_version", "0"))
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"store {self.path} has schema v{version}, this code reads v{SCHEMA_VERSION}: "
-                             "use a matching camreid version or another --db")
-        self.embedder_id: str = meta["embedder_id"]
-        self.embedding_dim: int = int(meta["embedding_dim"])
-        self.embedder_spec: dict = json.loads(meta["embedder_spec"])
-        if embedder_id is not None and embedder_id != self.embedder_id:
-            raise StoreError(f"store {self.path} was built with embedder {self.embedder_id}; this run uses "
+        if embedder_id != meta["embedder_id"]:
+            raise StoreError(f"store {self.path} was built with embedder {meta['embedder_id']}; this run uses "
                              f"{embedder_id}: use another --db or the same embedder")
-        if embedding_dim is not None and int(embedding_dim) != self.embedding_dim:
-            raise StoreError(f"store {self.path} holds {self.embedding_dim}-d embeddings; this embedder gives "
+        if embedding_dim != int(meta["embedding_dim"]):
+            raise StoreError(f"store {self.path} holds {meta['embedding_dim']}-d embeddings; this embedder gives "
                              f"{embedding_dim}-d: use another --db or the same embedder")
+        self.embedding_dim = embedding_dim
 
     def __enter__(self) -> TrackStore:
         return self
@@ -275,9 +207,10 @@ class TrackStore(StoreReadMixin):
             con.executemany("INSERT OR REPLACE INTO boxes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def add_samples(self, frame: Frame, tracks: Detections, rows: Sequence[int] | np.ndarray,
-                    thumbnails: Sequence[bytes | None]) -> None:
-        """Store appearance samples: ``tracks.embedding[rows]`` (L2-normalised, D = embedding_dim)
-        with one JPEG thumbnail each. Updates each track's mean embedding (mean of samples, renormalised)."""
+                    crops: Sequence[np.ndarray | None]) -> None:
+        """Store appearance samples: ``tracks.embedding[rows]`` (L2-normalised, D = embedding_dim), each
+        with its BGR crop kept as a JPEG thumbnail ``thumbnail_height`` pixels high (None: no thumbnail).
+        Updates each track's mean embedding (mean of samples, renormalised)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(rows) == 0:
             return
@@ -286,13 +219,12 @@ class TrackStore(StoreReadMixin):
         if tracks.embedding.shape[1] != self.embedding_dim:
             raise StoreError(f"embedding has {tracks.embedding.shape[1]} dims, store {self.path} holds "
                              f"{self.embedding_dim}: use the store's embedder")
-        if len(thumbnails) != len(rows):
-            raise ValueError(f"{len(rows)} sample rows but {len(thumbnails)} thumbnails")
+        if len(crops) != len(rows):
+            raise ValueError(f"{len(rows)} sample rows but {len(crops)} crops")
         with self._lock:
             self._require_run()
             con = self._write()
-            emb = tracks.embedding[rows].astype(np.float32)
-            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            emb = l2_normalize(tracks.embedding[rows])
             out = []
             for k, i in enumerate(rows):
                 local = int(tracks.track_id[i])
@@ -303,7 +235,7 @@ class TrackStore(StoreReadMixin):
                 st.n_samples += 1
                 st.dirty = True
                 x1, y1, x2, y2 = _full_frame(frame, tracks.xyxy[i])
-                thumb = None if thumbnails[k] is None else sqlite3.Binary(bytes(thumbnails[k]))
+                thumb = None if crops[k] is None else encode_jpeg(crops[k], height=self.config.thumbnail_height)
                 out.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i]),
                             _blob(emb[k]), thumb))
             con.executemany("INSERT INTO samples(track_id, frame, time, x1, y1, x2, y2, confidence, embedding, "
@@ -324,7 +256,7 @@ class TrackStore(StoreReadMixin):
             return
         emb = None
         if st.emb_sum is not None:
-            emb = _blob(st.emb_sum / max(float(np.linalg.norm(st.emb_sum)), 1e-12))
+            emb = _blob(l2_normalize(st.emb_sum))
         con.execute("UPDATE tracks SET start_time=?, end_time=?, start_frame=?, end_frame=?, n_boxes=?, "
                     "n_samples=?, embedding=? WHERE id=?",
                     (st.start_time, st.end_time, st.start_frame, st.end_frame, st.n_boxes, st.n_samples, emb, st.pk))

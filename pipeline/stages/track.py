@@ -7,24 +7,17 @@ detection score), then the weak boxes that are left rescue tracks that would oth
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 import lap
 import numpy as np
 
-from pipeline.kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
+from pipeline.config import TrackerConfig
 from pipeline.types import Detections
 
-TRACKER_DEFAULTS: dict[str, float | int] = {
-    "track_high_thresh": 0.5,  # detections at or above this are matched first
-    "track_low_thresh": 0.1,  # detections above this (and below high) are matched second
-    "new_track_thresh": 0.6,  # an unmatched detection at or above this starts a track
-    "match_thresh": 0.8,  # max cost (1 - IoU * score) of a first-stage match
-    "track_buffer": 30,  # frames (at 30 frames/s) a lost track is kept
-    "min_hits": 2,  # matched frames before a track is confirmed (tracks of the first frame at once)
-}
+from .kalman import KalmanBoxFilter, xyah_to_xyxy, xyxy_to_xyah
+
 LOW_MATCH_THRESH = 0.5  # max cost (1 - IoU) of a second-stage match with a weak box (ByteTrack's value)
 TENTATIVE_MATCH_THRESH = 0.7  # max cost of matching an unconfirmed track (ByteTrack's value)
 DUPLICATE_IOU = 0.85  # a lost track overlapping a tracked one this much is the same person
@@ -88,53 +81,28 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
     return matches, np.flatnonzero(x < 0), np.flatnonzero(y < 0)
 
 
-def _tracker_settings(config, overrides: dict) -> dict:
-    if config is None:
-        values = {}
-    elif isinstance(config, Mapping):
-        values = dict(config)
-    else:  # TrackerConfig dataclass or any object with the same attribute names
-        values = {k: getattr(config, k) for k in TRACKER_DEFAULTS if hasattr(config, k)}
-    values.update(overrides)
-    unknown = sorted(set(values) - set(TRACKER_DEFAULTS))
-    if unknown:
-        raise TypeError(f"unknown tracker setting(s) {unknown}; allowed: {sorted(TRACKER_DEFAULTS)}")
-    s = {**TRACKER_DEFAULTS, **values}
-    for key in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh"):
-        if not 0.0 <= float(s[key]) <= 1.0:
-            raise ValueError(f"tracker.{key} must be in [0, 1], got {s[key]}")
-        s[key] = float(s[key])
-    if s["track_low_thresh"] > s["track_high_thresh"]:
-        raise ValueError(f"tracker.track_low_thresh ({s['track_low_thresh']}) must not exceed "
-                         f"track_high_thresh ({s['track_high_thresh']})")
-    if int(s["track_buffer"]) != s["track_buffer"] or s["track_buffer"] < 0:
-        raise ValueError(f"tracker.track_buffer must be an integer >= 0, got {s['track_buffer']}")
-    if int(s["min_hits"]) != s["min_hits"] or s["min_hits"] < 1:
-        raise ValueError(f"tracker.min_hits must be an integer >= 1, got {s['min_hits']}")
-    s["track_buffer"], s["min_hits"] = int(s["track_buffer"]), int(s["min_hits"])
-    return s
-
-
 class ByteTracker:
     """ByteTrack-style tracker for one camera.
 
-    config: a TrackerConfig (or mapping) with the fields of ``TRACKER_DEFAULTS``; keyword
-    arguments override single fields. frame_rate: frames per second actually fed to
-    :meth:`update` (after stride); a lost track is kept ``track_buffer * frame_rate / 30`` frames.
+    config: the ``tracker`` section (see :class:`TrackerConfig` for the meaning of each threshold).
+    frame_rate: frames per second actually fed to :meth:`update` (after stride); a lost track is
+    kept ``track_buffer * frame_rate / 30`` frames.
     """
 
-    def __init__(self, config=None, *, frame_rate: float = 30.0, **overrides) -> None:
-        s = _tracker_settings(config, overrides)
-        self.track_high_thresh: float = s["track_high_thresh"]
-        self.track_low_thresh: float = s["track_low_thresh"]
-        self.new_track_thresh: float = s["new_track_thresh"]
-        self.match_thresh: float = s["match_thresh"]
-        self.track_buffer: int = s["track_buffer"]
-        self.min_hits: int = s["min_hits"]
+    def __init__(self, config: TrackerConfig = TrackerConfig(), *, frame_rate: float = 30.0) -> None:
+        if not isinstance(config, TrackerConfig):
+            raise TypeError(f"ByteTracker takes a TrackerConfig, got {type(config).__name__}")
+        self.config = config
+        self.track_high_thresh = config.track_high_thresh
+        self.track_low_thresh = config.track_low_thresh
+        self.new_track_thresh = config.new_track_thresh
+        self.match_thresh = config.match_thresh
+        self.track_buffer = config.track_buffer
+        self.min_hits = config.min_hits
         if not frame_rate or frame_rate <= 0:
             raise ValueError(f"frame_rate must be > 0 frames/s, got {frame_rate}")
         self.frame_rate = float(frame_rate)
-        self.max_time_lost = max(1, int(round(self.track_buffer * self.frame_rate / 30.0))) if self.track_buffer else 0
+        self.max_time_lost = max(1, int(round(self.track_buffer * self.frame_rate / 30.0)))
         self.kalman = KalmanBoxFilter()
         self.frame_id = 0
         self._next_id = 1

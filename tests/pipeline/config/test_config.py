@@ -133,11 +133,13 @@ BAD = [
     # (yaml text, expected message after "cams.yaml: ")
     (CAM + "  - id: cam2\n    source: clips/vtest.avi\n    fps: ten\n",
      "cameras[1].fps: expected a positive number, got 'ten'"),
-    (CAM + "    fsp: 10\n", f"cameras[0].fsp: unknown key; allowed keys: {ALLOWED_CAM}"),
+    (CAM + "    fsp: 10\n", f"cameras[0].fsp: unknown key (did you mean 'fps'?); allowed keys: {ALLOWED_CAM}"),
     (CAM + "camera: {}\n",
-     "camera: unknown key; allowed keys: cameras, detector, tracker, embedder, association, store"),
+     "camera: unknown key (did you mean 'cameras'?); "
+     "allowed keys: cameras, detector, tracker, embedder, association, store"),
     (CAM + "detector:\n  conf: 0.5\n",
-     "detector.conf: unknown key; allowed keys: weights, person_classes, confidence, iou, imgsz, half"),
+     "detector.conf: unknown key (did you mean 'confidence'?); "
+     "allowed keys: weights, person_classes, confidence, iou, imgsz, half"),
     (CAM + "  - id: cam1\n    source: clips/vtest.avi\n",
      "cameras[1].id: duplicate camera id 'cam1' (also cameras[0].id); give each camera a unique id"),
     (CAM + "    roi: [100, 0, 50, 200]\n",

@@ -1,0 +1,124 @@
+"""Command line: ``python -m pipeline run | query | export | bench``.
+
+    python -m pipeline run --cameras streams/demo.yaml [--db PATH] [--device auto|cpu|cuda]
+                           [--max-frames N] [--save-video DIR]
+    python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
+                             [--since T] [--until T] [--top K] [--out DIR] [--device D]
+    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID]
+    python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
+
+Bad input (missing or invalid file, wrong config key, unreadable image, missing store) prints
+one line ``error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130 after the store
+has committed what was recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from reid_models.common import one_line, parse_time
+
+from .commands import CliError, cmd_bench, cmd_export, cmd_query, cmd_run
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def time_argument(text: str) -> float:
+    """argparse type for --since/--until: ISO-8601 (naive = UTC) or epoch seconds -> epoch seconds."""
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _set_quiet_env() -> None:
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m pipeline", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="detect, track, embed and store people from the cameras of a cams.yaml")
+    r.add_argument("--cameras", required=True, metavar="CAMS_YAML", help="camera and stage settings")
+    r.add_argument("--db", help="store file (default: store.path of the YAML)")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    r.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop each camera after N frames")
+    r.add_argument("--save-video", metavar="DIR", help="write DIR/<camera>.mp4 with boxes and ids")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("query", help="find where the person of a photo was seen")
+    q.add_argument("--db", required=True, help="store written by `run`")
+    q.add_argument("--image", required=True, help="photo of the person (a crop, or see --box)")
+    q.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                   help="cut this pixel box out of --image first")
+    q.add_argument("--camera", nargs="+", action="extend", metavar="ID", help="only these cameras")
+    q.add_argument("--since", type=time_argument, metavar="T", help="ISO-8601 or epoch seconds")
+    q.add_argument("--until", type=time_argument, metavar="T", help="ISO-8601 or epoch seconds")
+    q.add_argument("--top", type=_positive_int, default=10, metavar="K", help="identities to list (default 10)")
+    q.add_argument("--out", default="query_results", metavar="DIR", help="results.json + contact_sheet.png")
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_query)
+
+    e = sub.add_parser("export", help="write the store as MOTChallenge, AI City MTMC or Market-1501 data")
+    e.add_argument("--db", required=True)
+    e.add_argument("--format", required=True, choices=("mot", "mtmc", "reid"))
+    e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("--run", type=_positive_int, metavar="ID", help="only this run of the store")
+    e.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras")
+    b.add_argument("--frames", type=_positive_int, default=30, metavar="N", help="frames per camera (default 30)")
+    b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 2, 4], metavar="N")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
+    b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _set_quiet_env()
+    args = build_parser().parse_args(argv)
+    from pipeline.config import ConfigError
+    from pipeline.ingest import IngestError
+    from pipeline.stages.detect import DetectorError
+    from pipeline.store import StoreError
+
+    bad_input = (CliError, ConfigError, DetectorError, IngestError, StoreError, FileNotFoundError,
+                 NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; everything committed so far is kept in the store", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except bad_input as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - one line for users; PIPELINE_TRACEBACK=1 shows the stack
+        if os.environ.get("PIPELINE_TRACEBACK"):
+            raise
+        print(f"error: {type(exc).__name__}: {one_line(exc)} (set PIPELINE_TRACEBACK=1 for details)",
+              file=sys.stderr)
+        return EXIT_FAILED

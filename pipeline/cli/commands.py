@@ -1,0 +1,95 @@
+"""The ``python -m pipeline`` commands: each takes the parsed arguments and returns an exit status.
+
+Heavy modules (torch, ultralytics) are imported inside the commands, after the cheap checks, so a
+bad argument fails at once.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A problem with the user's input; printed as one line."""
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    cfg = load_config(args.cameras)  # ConfigError -> one line, before any model is loaded
+    from pipeline.runner import Runner
+
+    def _sigterm(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _sigterm)
+    runner = Runner(cfg, db_path=args.db, device=args.device, max_frames=args.max_frames,
+                    save_video=args.save_video, progress=not args.quiet)
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        if runner.summary is not None:
+            print(runner.summary.format())
+        raise
+    print(summary.format())
+    return 0
+
+
+def read_query_image(path: str | Path, box: Sequence[float] | None = None):
+    """Decode an image file (BGR uint8) and optionally cut ``box`` (x1, y1, x2, y2 pixels) out of it."""
+    from reid_models.common import read_image_bgr
+
+    path = Path(path)
+    if not path.is_file():
+        raise CliError(f"query image not found: {path}; pass a JPEG/PNG file with --image")
+    image = read_image_bgr(path, "query image")
+    if box is not None:
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            raise CliError(f"--box {' '.join(str(v) for v in box)} is empty inside the {w}x{h} image")
+        image = image[y1:y2, x1:x2]
+    return image
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from pipeline.store import StoreReader
+
+    with StoreReader(args.db) as store:  # "no store at ..." before the image and the embedder
+        if args.since is not None and args.until is not None and args.since > args.until:
+            raise CliError("--since is later than --until: the time window is empty; swap them")
+        image = read_query_image(args.image, args.box)
+        from pipeline.search import format_table, search_tracks, write_results
+        from pipeline.stages.embed import Embedder
+
+        embedder = Embedder.from_spec(store.embedder_spec, device=args.device)
+        if embedder.embedder_id != store.embedder_id:  # a spec without an id rebuilds the default embedder
+            raise CliError(f"store {args.db} was built with embedder {store.embedder_id}, which cannot be "
+                           f"rebuilt from its spec (got {embedder.embedder_id}): query it with that embedder")
+        query = embedder([image])[0]
+        sightings = search_tracks(store, query, cameras=args.camera, since=args.since, until=args.until,
+                                  top=args.top)
+        print(format_table(sightings))
+        paths = write_results(sightings, args.out, query_image=image)
+    print(f"wrote {paths['json']} and {paths['contact_sheet']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.export import export_store
+    from pipeline.store import StoreReader
+
+    with StoreReader(args.db) as store:
+        counts = export_store(store, args.format, args.out, run_id=args.run)
+    print(f"exported {args.format} to {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import run_bench
+
+    print(run_bench(frames=args.frames, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
+                    clip=args.clip))
+    return 0

@@ -1,0 +1,256 @@
+"""The pipeline's settings as frozen dataclasses: the one source of every default and range.
+
+Field names are the YAML keys of cams.yaml; defaults are the values used when a key is left out.
+``__post_init__`` checks (and normalises: lists become tuples, ints floats) every field, so a
+config built in Python is checked exactly like one loaded from YAML; a bad value raises
+:class:`~pipeline.config.checks.FieldError` (a one-line ``ConfigError``) naming the field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import checks as c
+
+__all__ = ["AssociationConfig", "CameraConfig", "DetectorConfig", "EmbedderConfig", "PipelineConfig", "StoreConfig",
+           "TrackerConfig", "TransitRule"]
+
+def _set(obj, name: str, value) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera. ``source``: a video file or image folder path (absolute after loading), a URL or a
+    webcam index.
+
+    fps: files/folders: timestamp rate (None = the file's own fps; folders 10).
+    start_time: epoch seconds (UTC) of source frame 0 (an ISO-8601 string is converted), or None = run start.
+    stride: keep every Nth frame. start_frame / end_frame: files/folders: source frame range [start, end).
+    roi: (x1, y1, x2, y2) pixels to crop, or None for the full frame.
+    reconnect: live sources reconnect with exponential back-off.
+    """
+
+    id: str
+    source: str | int
+    fps: float | None = None
+    start_time: float | None = None
+    stride: int = 1
+    start_frame: int = 0
+    end_frame: int | None = None
+    roi: tuple[int, int, int, int] | None = None
+    reconnect: bool = True
+
+    def __post_init__(self) -> None:
+        o = "CameraConfig"
+        c.camera_id(o, "id", self.id)
+        _set(self, "source", c.source(o, "source", self.source))
+        if self.is_live:
+            for key in ("fps", "start_time", "start_frame", "end_frame"):
+                if getattr(self, key) not in (None, 0):
+                    c.fail(o, key, "only applies to video files and image folders; live sources "
+                                   "(URL, webcam) are stamped with wall-clock time: remove it")
+        _set(self, "start_frame", c.integer(o, "start_frame", self.start_frame, lo=0))
+        _set(self, "end_frame", c.integer(o, "end_frame", self.end_frame, lo=1, optional=True))
+        if self.end_frame is not None and self.end_frame <= self.start_frame:
+            c.fail(o, "end_frame", f"must be greater than start_frame ({self.start_frame}), got {self.end_frame}")
+        _set(self, "fps", c.number(o, "fps", self.fps, lo=0, lo_open=True, optional=True))
+        _set(self, "start_time", c.timestamp(o, "start_time", self.start_time))
+        _set(self, "stride", c.integer(o, "stride", self.stride, lo=1))
+        _set(self, "roi", c.roi(o, "roi", self.roi))
+        c.boolean(o, "reconnect", self.reconnect)
+
+    @property
+    def kind(self) -> str:
+        """'webcam', 'url', 'folder' or 'file'."""
+        if isinstance(self.source, int):
+            return "webcam"
+        if c.url_scheme(self.source):
+            return "url"
+        return "folder" if Path(self.source).is_dir() else "file"
+
+    @property
+    def is_live(self) -> bool:
+        """Live sources (URLs, webcams) are stamped with wall-clock time and reconnect."""
+        return self.kind in ("webcam", "url")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """weights: a YOLO .pt (None = the bundled person detector). person_classes: class ids that are persons.
+    confidence: min box score in [0, 1]; iou: NMS IoU in (0, 1]; imgsz: input pixels (>= 32).
+    half: 'auto' = fp16 on CUDA, fp32 on CPU; true needs CUDA."""
+
+    weights: str | None = None
+    person_classes: tuple[int, ...] = (0, 1)
+    confidence: float = 0.25
+    iou: float = 0.7
+    imgsz: int = 640
+    half: bool | str = "auto"
+
+    def __post_init__(self) -> None:
+        o = "DetectorConfig"
+        _set(self, "weights", c.optional_path(o, "weights", self.weights))
+        classes = self.person_classes
+        if (not isinstance(classes, (list, tuple)) or not classes
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in classes)):
+            c.fail(o, "person_classes", f"expected a non-empty list of class ids >= 0 like [0], got {c.show(classes)}")
+        _set(self, "person_classes", tuple(int(k) for k in classes))
+        _set(self, "confidence", c.number(o, "confidence", self.confidence, lo=0, hi=1))
+        _set(self, "iou", c.number(o, "iou", self.iou, lo=0, hi=1, lo_open=True))
+        _set(self, "imgsz", c.integer(o, "imgsz", self.imgsz, lo=32))
+        if self.half != "auto" and not isinstance(self.half, bool):
+            c.fail(o, "half", f"expected auto, true or false, got {c.show(self.half)}")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """ByteTrack settings. Scores and costs are in [0, 1].
+
+    track_high_thresh: detections at or above this are matched first.
+    track_low_thresh: detections above this (and below high) are matched second (<= track_high_thresh).
+    new_track_thresh: an unmatched detection at or above this starts a track.
+    match_thresh: max cost (1 - IoU * score) of a first-stage match.
+    track_buffer: frames (at 30 frames/s) a lost track is kept (>= 1).
+    min_hits: matched frames before a track is confirmed (tracks of the first frame at once; >= 1).
+    """
+
+    track_high_thresh: float = 0.5
+    track_low_thresh: float = 0.1
+    new_track_thresh: float = 0.6
+    match_thresh: float = 0.8
+    track_buffer: int = 30
+    min_hits: int = 2
+
+    def __post_init__(self) -> None:
+        o = "TrackerConfig"
+        for key in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh"):
+            _set(self, key, c.number(o, key, getattr(self, key), lo=0, hi=1))
+        for key in ("track_buffer", "min_hits"):
+            _set(self, key, c.integer(o, key, getattr(self, key), lo=1))
+        if self.track_low_thresh > self.track_high_thresh:
+            c.fail(o, "track_low_thresh", f"must not exceed track_high_thresh ({self.track_high_thresh}), "
+                                          f"got {self.track_low_thresh}")
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """checkpoint: a reid_models .pt (None = ImageNet MobileNetV2). batch_size: crops per forward pass.
+    Sampling (which tracked boxes are embedded): at most max_samples_per_track per track, at least
+    sample_interval seconds apart, with confidence >= min_confidence and height >= min_height pixels."""
+
+    checkpoint: str | None = None
+    batch_size: int = 32
+    max_samples_per_track: int = 8
+    sample_interval: float = 1.0
+    min_confidence: float = 0.5
+    min_height: int = 48
+
+    def __post_init__(self) -> None:
+        o = "EmbedderConfig"
+        _set(self, "checkpoint", c.optional_path(o, "checkpoint", self.checkpoint))
+        _set(self, "batch_size", c.integer(o, "batch_size", self.batch_size, lo=1))
+        _set(self, "max_samples_per_track", c.integer(o, "max_samples_per_track", self.max_samples_per_track, lo=1))
+        _set(self, "sample_interval", c.number(o, "sample_interval", self.sample_interval, lo=0))
+        _set(self, "min_confidence", c.number(o, "min_confidence", self.min_confidence, lo=0, hi=1))
+        _set(self, "min_height", c.integer(o, "min_height", self.min_height, lo=0))
+
+
+@dataclass(frozen=True)
+class TransitRule:
+    """Allowed time (seconds) from leaving ``cameras[0]`` to appearing on ``cameras[1]`` (either way);
+    ``max_seconds`` None = no upper bound. ``[cam, cam]`` constrains re-entries on one camera."""
+
+    cameras: tuple[str, str]
+    min_seconds: float = 0.0
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        o = "TransitRule"
+        cams = self.cameras
+        if not isinstance(cams, (list, tuple)) or len(cams) != 2 or not all(isinstance(k, str) for k in cams):
+            c.fail(o, "cameras", f"expected two camera ids like [cam1, cam2], got {c.show(cams)}")
+        _set(self, "cameras", (cams[0], cams[1]))
+        _set(self, "min_seconds", c.number(o, "min_seconds", self.min_seconds, lo=0))
+        _set(self, "max_seconds", c.number(o, "max_seconds", self.max_seconds, lo=0, optional=True))
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            c.fail(o, "max_seconds", f"must be >= min_seconds ({self.min_seconds}), got {self.max_seconds}")
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """threshold: min average cosine to link tracks, in [-1, 1]. min_track_samples: samples a track needs
+    to be linked (>= 1). transit: travel-time rules, at most one per camera pair."""
+
+    threshold: float = 0.6
+    min_track_samples: int = 1
+    transit: tuple[TransitRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        o = "AssociationConfig"
+        _set(self, "threshold", c.number(o, "threshold", self.threshold, lo=-1, hi=1))
+        _set(self, "min_track_samples", c.integer(o, "min_track_samples", self.min_track_samples, lo=1))
+        if not isinstance(self.transit, (list, tuple)) or not all(isinstance(r, TransitRule) for r in self.transit):
+            c.fail(o, "transit", f"expected a list of TransitRule, got {c.show(self.transit)}")
+        _set(self, "transit", tuple(self.transit))
+        pairs: dict[frozenset, int] = {}
+        for i, rule in enumerate(self.transit):
+            key = frozenset(rule.cameras)
+            if key in pairs:
+                c.fail(o, f"transit[{i}].cameras", f"duplicate rule for {list(rule.cameras)} (also "
+                                                   f"association.transit[{pairs[key]}]); keep one rule per camera pair")
+            pairs[key] = i
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """path: the store file (absolute after loading). thumbnail_height: pixels of stored sample crops (>= 8).
+    commit_interval: seconds between commits (> 0): the most work a crash loses."""
+
+    path: str = "runs/store.db"
+    thumbnail_height: int = 128
+    commit_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        o = "StoreConfig"
+        path = self.path.__fspath__() if hasattr(self.path, "__fspath__") else self.path
+        if not isinstance(path, str) or not path.strip():
+            c.fail(o, "path", f"expected a file path like runs/store.db, got {c.show(path)}")
+        _set(self, "path", path)
+        _set(self, "thumbnail_height", c.integer(o, "thumbnail_height", self.thumbnail_height, lo=8))
+        _set(self, "commit_interval", c.number(o, "commit_interval", self.commit_interval, lo=0, lo_open=True))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole cams.yaml: cameras (at least one, unique ids) and one section per stage."""
+
+    cameras: tuple[CameraConfig, ...]
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    association: AssociationConfig = AssociationConfig()
+    store: StoreConfig = StoreConfig()
+    source_path: str | None = None      # the YAML file it was loaded from
+
+    def __post_init__(self) -> None:
+        o = "PipelineConfig"
+        cams = self.cameras
+        if not isinstance(cams, (list, tuple)) or not cams or not all(isinstance(k, CameraConfig) for k in cams):
+            c.fail(o, "cameras", f"expected a list of at least one camera (- id: ..., source: ...), got {c.show(cams)}")
+        _set(self, "cameras", tuple(cams))
+        seen: dict[str, int] = {}
+        for i, cam in enumerate(self.cameras):
+            if cam.id in seen:
+                c.fail(o, f"cameras[{i}].id", f"duplicate camera id '{cam.id}' (also cameras[{seen[cam.id]}].id); "
+                                              "give each camera a unique id")
+            seen[cam.id] = i
+        for i, rule in enumerate(self.association.transit):
+            for cam_id in rule.cameras:
+                if cam_id not in seen:
+                    c.fail(o, f"association.transit[{i}].cameras",
+                           f"unknown camera '{cam_id}'; known cameras: {', '.join(seen)}")
+        for name, cls in (("detector", DetectorConfig), ("tracker", TrackerConfig), ("embedder", EmbedderConfig),
+                          ("association", AssociationConfig), ("store", StoreConfig)):
+            if not isinstance(getattr(self, name), cls):
+                c.fail(o, name, f"expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")

@@ -1,0 +1,18 @@
+"""Camera ingestion: source objects (:mod:`.sources`: video files, image folders, URLs, webcams) read
+by one thread per camera (:mod:`.reader`) into bounded queues, batched across cameras."""
+from .reader import CameraReader, MultiCameraReader
+from .sources import (
+    DEFAULT_FOLDER_FPS,
+    ImageFolderSource,
+    IngestError,
+    LiveSource,
+    ReaderStats,
+    VideoFileSource,
+    list_images,
+    make_source,
+    seek_frame,
+)
+
+__all__ = ["DEFAULT_FOLDER_FPS", "CameraReader", "ImageFolderSource", "IngestError", "LiveSource",
+           "MultiCameraReader", "ReaderStats", "VideoFileSource", "list_images", "make_source",
+           "seek_frame"]

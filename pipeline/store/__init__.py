@@ -1,0 +1,14 @@
+"""The store of everything a run produced: cameras, runs, tracks, boxes, samples, identities.
+
+:class:`TrackStore` writes it (batched, crash-safe commits), :class:`StoreReader` reads it
+read-only; both speak in backend-neutral types (:mod:`.base`). Today's backend is SQLite
+(:mod:`.schema` holds its versioned schema); another backend (PostgreSQL) plugs in here with the
+same writer and reader methods. Nothing outside this package writes SQL.
+"""
+from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord, require_store
+from .reader import StoreReader
+from .schema import PAGE_SIZE, SCHEMA_VERSION
+from .writer import TrackStore
+
+__all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreError", "StoreReader",
+           "TrackRecord", "TrackStore", "require_store"]

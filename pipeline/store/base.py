@@ -1,0 +1,90 @@
+"""The backend-neutral part of the store: result types, :class:`StoreError` and the one check that a
+store exists. A backend (SQLite today) returns these types; nothing here knows SQL.
+
+Times are epoch seconds (UTC); frames are 0-based source frame indices; boxes are pixels of the
+full source frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened or written as asked; the message is one line."""
+
+
+def require_store(path: str | Path) -> Path:
+    """``path`` as a Path if a store file is there; StoreError naming it and the fix otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"store path {path} is a folder: pass a file path such as {path / 'store.db'}")
+    if not path.is_file():
+        raise StoreError(f"no store at {path}: run `python -m pipeline run` first or check --db")
+    return path
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """One track row: a camera-local track of one run. Times in epoch seconds, frames 0-based."""
+
+    id: int
+    run_id: int
+    camera_id: str
+    local_id: int
+    start_time: float
+    end_time: float
+    start_frame: int
+    end_frame: int
+    n_boxes: int
+    n_samples: int
+    ended: bool
+    global_id: int | None
+
+
+@dataclass(frozen=True)
+class Samples:
+    """N appearance samples: parallel arrays.
+
+    id, track_id, frame: (N,) int64; time, confidence: (N,) float64/float32; xyxy: (N, 4) float32;
+    embedding: (N, D) float32 L2-normalised; thumbnails: N JPEG bytes (or None) when asked for.
+    """
+
+    id: np.ndarray
+    track_id: np.ndarray
+    frame: np.ndarray
+    time: np.ndarray
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    embedding: np.ndarray
+    thumbnails: tuple[bytes | None, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """N tracked boxes: track_id, frame (N,) int64; time (N,) float64; xyxy (N, 4); confidence (N,)."""
+
+    track_id: np.ndarray
+    frame: np.ndarray
+    time: np.ndarray
+    xyxy: np.ndarray
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What one run left in the store: its tracks and their samples; identities holding any of its
+    tracks, and how many of those were seen on two or more cameras (over every run of the store)."""
+
+    tracks: int = 0
+    samples: int = 0
+    identities: int = 0
+    cross_camera: int = 0

@@ -1,0 +1,133 @@
+"""The SQLite store's schema, its version (``PRAGMA user_version``) and the migrations between versions.
+
+``MIGRATIONS[k]`` turns a version-k store into version k+1; a new store runs them all from 0, so
+the newest schema is always what the migrations build. The writer migrates an older store in
+one transaction; the read-only reader refuses one; a store newer than this code is refused by
+both, in one line. Stores written before ``user_version`` was used carry their version in
+``meta.schema_version`` and are read as that version.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from .base import StoreError
+
+PAGE_SIZE = 16384
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
+                   config TEXT NOT NULL);
+CREATE TABLE cameras (id TEXT PRIMARY KEY, source TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE identities (id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL,
+                         n_tracks INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE tracks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    camera_id TEXT NOT NULL REFERENCES cameras(id),
+    local_id INTEGER NOT NULL,
+    start_time REAL NOT NULL, end_time REAL NOT NULL,
+    start_frame INTEGER NOT NULL, end_frame INTEGER NOT NULL,
+    n_boxes INTEGER NOT NULL DEFAULT 0, n_samples INTEGER NOT NULL DEFAULT 0,
+    ended INTEGER NOT NULL DEFAULT 0,
+    global_id INTEGER REFERENCES identities(id),
+    embedding BLOB,
+    UNIQUE (run_id, camera_id, local_id));
+CREATE INDEX tracks_camera_time ON tracks(camera_id, start_time);
+CREATE INDEX tracks_end_time ON tracks(end_time);
+CREATE INDEX tracks_global ON tracks(global_id);
+CREATE INDEX tracks_pending ON tracks(ended, global_id);
+CREATE TABLE boxes (
+    track_id INTEGER NOT NULL REFERENCES tracks(id), frame INTEGER NOT NULL, time REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL,
+    PRIMARY KEY (track_id, frame)) WITHOUT ROWID;
+CREATE TABLE samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id INTEGER NOT NULL REFERENCES tracks(id), frame INTEGER NOT NULL, time REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL, confidence REAL NOT NULL,
+    embedding BLOB NOT NULL, thumbnail BLOB);
+CREATE INDEX samples_track ON samples(track_id);
+CREATE TABLE links (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id INTEGER NOT NULL REFERENCES tracks(id),
+    global_id INTEGER NOT NULL REFERENCES identities(id),
+    score REAL, method TEXT NOT NULL, created REAL NOT NULL);
+CREATE INDEX links_track ON links(track_id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+"""SQL scripts; ``MIGRATIONS[k]`` migrates version k to k + 1 (version 0 = an empty database)."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    """A connection in autocommit mode (the store issues BEGIN/COMMIT itself); StoreError if it cannot open."""
+    try:
+        if readonly:
+            return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=10.0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot open store {path} ({e}): check the path and its permissions") from None
+
+
+def database_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
+    """The one-line StoreError for a SQLite error met while opening ``path``."""
+    if "not a database" in str(e) or "malformed" in str(e):
+        return StoreError(f"{path} is not a track store ({e}): pass another --db path")
+    return StoreError(f"cannot open store {path} ({e}): check the path and its permissions")
+
+
+def tables(con: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def schema_version(con: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version; StoreError if the database is empty or not a track store."""
+    names = tables(con)
+    if not names:
+        raise StoreError(f"{path} is an empty database, not a track store: run `python -m pipeline run` first")
+    if "meta" not in names:
+        raise StoreError(f"{path} is a SQLite database but not a track store: pass another --db path")
+    version = int(con.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0:  # written before user_version was used
+        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row is not None else 0
+    return version
+
+
+def check_version(version: int, path: Path, can_migrate: bool) -> None:
+    """Refuse, in one line, a version this code cannot read (newer) or may not migrate (older, read-only)."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"store {path} has schema v{version}, newer than this code's v{SCHEMA_VERSION}: "
+                         "upgrade camreid or use another --db")
+    if version < SCHEMA_VERSION and not can_migrate:
+        raise StoreError(f"store {path} has schema v{version}, this code reads v{SCHEMA_VERSION}: open it for "
+                         f"writing once (python -m pipeline run --db {path}) to migrate it, or use another --db")
+
+
+def create(con: sqlite3.Connection, meta: dict[str, str]) -> None:
+    """Build the newest schema in an empty database with ``meta`` rows (what the store is built with),
+    in one transaction. The page size goes first: the first table fixes it."""
+    con.execute(f"PRAGMA page_size={PAGE_SIZE}")
+    con.execute("PRAGMA journal_mode=WAL")
+    migrate(con, 0, meta)
+
+
+def migrate(con: sqlite3.Connection, version: int, meta: dict[str, str] | None = None) -> None:
+    """Apply ``MIGRATIONS[version:]`` (then insert ``meta`` rows) and stamp ``user_version``, in one transaction."""
+    con.execute("BEGIN")
+    try:
+        for script in MIGRATIONS[version:]:
+            for stmt in script.split(";"):
+                if stmt.strip():
+                    con.execute(stmt)
+        if meta:
+            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
+        con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
