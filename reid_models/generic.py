@@ -154,7 +154,7 @@ class GenericEmbedder(nn.Module):
             raise ValueError(f"stripes and num_classes must be >= 0, got {stripes}, {num_classes}")
         self.input_size = INPUT_SIZE
         self.embedding_dim = self.dim_for(stripes)
-        # Fine-tuning only (e.g. on a site's own tracks): cosine identity logits over the embedding; unused at test time.
+        # Fine-tuning only (e.g. on a site's own tracks): cosine identity logits; unused at test time.
         self.classifier = nn.Linear(self.embedding_dim, num_classes, bias=False) if num_classes else None
         self.features = backbone.features  # MobileNetV2 trunk: (B, 3, H, W) -> (B, 1280, H/32, W/32)
         self.stripes = int(stripes)

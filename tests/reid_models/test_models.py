@@ -13,7 +13,8 @@ from reid_models.engine.benchmark import count_flops, count_params
 
 OSNETS = ["osnet_ain_x0_25", "osnet_ain_x0_5", "osnet_ain_x0_75", "osnet_ain_x1_0", "osnet_ibn_x1_0", "osnet_x0_25",
           "osnet_x0_5", "osnet_x0_75", "osnet_x1_0"]
-NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "generic_mnv2_hsv", "mfa_r50", "nam_dyrelu_r50", *OSNETS, "resnet50", "sa_r50"]
+NAMES = ["bot_r50", "cbam_r50", "convnext_ap", "generic_mnv2_hsv", "mfa_r50", "nam_dyrelu_r50", *OSNETS, "resnet50",
+         "sa_r50"]
 SMALL = {"convnext_ap": {"variant": "tiny"}}  # the Base trunk is only built on "meta" below
 # (name, embedding dim, number of classifiers / features, aux keys)
 EXPECTED = {
