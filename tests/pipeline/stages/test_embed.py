@@ -1,4 +1,5 @@
-"""pipeline/stages/embed.py: the real ImageNet MobileNetV2 embedder and reid_models checkpoints (slow)."""
+"""pipeline/stages/embed.py: the real generic embedder (ImageNet MobileNetV2 + colour) and reid_models checkpoints
+(slow)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,9 @@ import pytest
 import torch
 
 from pipeline.config import EmbedderConfig
-from pipeline.stages.embed import Embedder, mobilenet_weights_path
+from pipeline.stages.embed import Embedder
 from pipeline.stages.sampling import crop_boxes
+from reid_models.generic import mobilenet_weights_path
 
 pytestmark = pytest.mark.slow  # every test runs the real network
 BUS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets" / "bus.jpg"
@@ -35,16 +37,16 @@ def _vtest_frame(path: Path, index: int) -> np.ndarray:
     return image
 
 
-def test_mobilenet_embeds_real_people_as_unit_vectors(embedder):
-    assert embedder.dim == 1280 and embedder.input_size == (224, 224)
+def test_generic_embedder_embeds_real_people_as_unit_vectors(embedder):
+    assert embedder.dim == 1536 and embedder.input_size == (256, 128)
     image = cv2.imread(str(BUS))
     crops = crop_boxes(image, np.array(BUS_PEOPLE))
     v = embedder(crops)  # 4 crops in batches of 4: one forward
-    assert v.shape == (4, 1280) and v.dtype == np.float32
+    assert v.shape == (4, 1536) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     again = embedder(crops[::-1])[::-1]  # batch order does not matter
     assert np.allclose(v, again, atol=1e-4)
-    assert embedder([]).shape == (0, 1280)
+    assert embedder([]).shape == (0, 1536)
 
 
 def test_same_person_in_nearby_frames_is_closer_than_other_people(embedder, vtest_path):
@@ -59,7 +61,7 @@ def test_same_person_in_nearby_frames_is_closer_than_other_people(embedder, vtes
 def test_embedder_id_identifies_the_weights(embedder, tmp_path):
     from reid_models import create_model, save_checkpoint
 
-    assert embedder.embedder_id.startswith("mobilenetv2_imagenet-")
+    assert embedder.embedder_id.startswith("generic_mnv2_hsv-") and embedder.checkpoint is None
     assert embedder.spec["sha256"].startswith(embedder.embedder_id.split("-")[-1])
     assert Embedder.from_spec(embedder.spec, device="cpu").embedder_id == embedder.embedder_id
     assert mobilenet_weights_path().is_file()
