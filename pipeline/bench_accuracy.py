@@ -126,7 +126,8 @@ def _boxes(rows: list[tuple[int, int, np.ndarray]]) -> MotBoxes:
 
 
 def _public_row(name: str, det_path: Path, frames: int, gt: MotBoxes,
-                step: Callable[[int, np.ndarray, np.ndarray], list[tuple[int, int, np.ndarray]]], note: str) -> BenchRow:
+                step: Callable[[int, np.ndarray, np.ndarray], list[tuple[int, int, np.ndarray]]],
+                note: str) -> BenchRow:
     """Feed det.txt frame by frame to ``step(frame, xyxy (N, 4), score (N,)) -> [(frame, id, xyxy)]``."""
     det = read_detection_file(det_path)
     rows: list = []
@@ -182,7 +183,8 @@ def format_table(rows: list[BenchRow], title: str) -> str:
         vals = []
         for k in ROW_KEYS:
             v = getattr(r, k)
-            vals.append(f"{'-' if v is None else (f'{v:.3f}' if k != 'fps' else f'{v:.1f}') if isinstance(v, float) else v:>7}")
+            text = "-" if v is None else f"{v:.1f}" if k == "fps" else f"{v:.3f}" if isinstance(v, float) else str(v)
+            vals.append(f"{text:>7}")
         lines.append(f"{r.name:<26} {r.detections:<9} " + " ".join(vals) + f"  {r.note}")
     return "\n".join(lines)
 
