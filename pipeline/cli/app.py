@@ -5,7 +5,9 @@
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D]
     python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID]
+    python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
+    python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store) prints
 one line ``error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130 after the store
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 
 from reid_models.common import one_line, parse_time
 
-from .commands import CliError, cmd_bench, cmd_export, cmd_query, cmd_run
+from .commands import CliError, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_run
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -48,6 +50,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _gt_argument(text: str) -> tuple[str, str]:
+    """argparse type for --gt CAMERA=PATH."""
+    camera, sep, path = text.partition("=")
+    if not sep or not camera.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected CAMERA=PATH (like north=gt/gt.txt), got {text!r}")
+    return camera.strip(), path.strip()
 
 
 def _set_quiet_env() -> None:
@@ -88,8 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", type=_positive_int, metavar="ID", help="only this run of the store")
     e.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras")
-    b.add_argument("--frames", type=_positive_int, default=30, metavar="N", help="frames per camera (default 30)")
+    v = sub.add_parser("eval", help="score a run against MOTChallenge ground truth (HOTA, MOTA, IDF1, ...)")
+    v.add_argument("--db", required=True, help="store written by `run`")
+    v.add_argument("--gt", required=True, type=_gt_argument, action="append", metavar="CAMERA=PATH",
+                   help="MOTChallenge gt.txt of a camera (1-based source frames); repeat per camera")
+    v.add_argument("--run", type=_positive_int, metavar="ID", help="run to score (default: the last)")
+    v.add_argument("--out", default="eval_results", metavar="DIR",
+                   help="metrics.json and <camera>_identity.png (default eval_results)")
+    v.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras; "
+                                     "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers")
+    b.add_argument("--accuracy", action="store_true",
+                   help="score the pipeline and peer trackers on the demo clip against its MOTChallenge ground "
+                        "truth (../shared/data/mot15/PETS09-S2L1)")
+    b.add_argument("--frames", type=_positive_int, default=None, metavar="N",
+                   help="frames per camera (default 30; --accuracy: the whole clip)")
+    b.add_argument("--out", default=None, metavar="DIR", help="--accuracy: folder for bench.json (default runs/bench)")
     b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 2, 4], metavar="N")
     b.add_argument("--device", default="auto")
     b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")

@@ -87,9 +87,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pipeline.score_store import evaluate_store, format_report
+
+    gt = dict(args.gt)
+    if len(gt) != len(args.gt):
+        raise CliError("a camera is given twice in --gt: give each camera one ground-truth file")
+    report = evaluate_store(args.db, gt, run_id=args.run, out_dir=args.out)
+    print(format_report(report))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {len(report['plots'])} identity plot(s) in {args.out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.accuracy:
+        from pipeline.bench_accuracy import run_accuracy_bench
+
+        table, path = run_accuracy_bench(frames=args.frames, device=args.device, imgsz=args.imgsz,
+                                         clip=args.clip, out_dir=args.out or "runs/bench")
+        print(table)
+        print(f"wrote {path}")
+        return 0
     from pipeline.bench import run_bench
 
-    print(run_bench(frames=args.frames, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
+    print(run_bench(frames=args.frames or 30, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
                     clip=args.clip))
     return 0

@@ -146,3 +146,32 @@ def test_reid_limits_and_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         export_store(st.reader, "coco", tmp_path / "x")
     st.close()
+
+
+def test_mot_and_mtmc_boxes_are_cut_to_the_frame(tmp_path):
+    """Boxes past the frame edge (a person walking out; a Kalman box) are clipped to the camera's
+    width x height from the cameras table; a box left with no area is dropped."""
+    from pipeline.types import Detections, Frame
+    from tests.pipeline.store.test_store import make_store as new_store
+
+    st = new_store(tmp_path / "edge.db")
+    st.start_run({})
+    st.add_camera("cam1", "vtest.avi", {"width": 768, "height": 576})
+    image = np.zeros((576, 768, 3), np.uint8)
+    boxes = [[-12.0, 500.0, 30.0, 600.0], [740.0, -5.0, 790.0, 100.0], [800.0, 10.0, 850.0, 90.0]]
+    st.record_frame(Frame("cam1", 4, 1.0, image), Detections.from_arrays(boxes, [0.9, 0.8, 0.7], track_id=[1, 2, 3]))
+    st.end_tracks("cam1", [1, 2, 3])
+    st.commit()
+    gid = st.new_identity()
+    for t in st.reader.tracks():
+        st.assign_identity(t.id, gid if t.local_id == 1 else st.new_identity(), 1.0, "test")
+    st.commit()
+    export_store(st.reader, "mtmc", tmp_path / "mtmc")
+    export_store(st.reader, "mot", tmp_path / "mot")
+    st.close()
+    lines = (tmp_path / "mtmc" / "mtmc.txt").read_text().splitlines()
+    rows = sorted(list(map(int, line.split()))[3:7] for line in lines)
+    assert rows == [[0, 500, 30, 76], [740, 0, 28, 100]]
+    lines = (tmp_path / "mot" / "cam1.txt").read_text().splitlines()
+    mot = sorted([float(v) for v in line.split(",")[2:6]] for line in lines)
+    assert mot == [[0.0, 500.0, 30.0, 76.0], [740.0, 0.0, 28.0, 100.0]]
