@@ -4,7 +4,7 @@
                            [--max-frames N] [--save-video DIR]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D]
-    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID]
+    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
     python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store) prints
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", required=True, choices=("mot", "mtmc", "reid"))
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--run", type=_positive_int, metavar="ID", help="only this run of the store")
+    e.add_argument("--camera", nargs="+", action="extend", metavar="ID", help="only these cameras")
     e.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras")
