@@ -38,7 +38,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     try:
         con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return con
-    except sqlite3.OperationalError as e:
+    except sqlite3.DatabaseError as e:
         con.close()
         if "unable to open" not in str(e):
             raise schema.database_error(path, e) from None
