@@ -1,6 +1,7 @@
 """Export a store as MOTChallenge, AI City Challenge MTMC or Market-1501-style re-ID data.
 
-Formats (``out_dir`` is created; frames are written 1-based as those formats expect):
+Formats (``out_dir``, new or empty, appears whole or not at all; frames are written 1-based as those
+formats expect):
 
 - ``mot``: one ``<camera>.txt`` per camera (MOTChallenge results), lines
   ``frame,id,x,y,w,h,conf,-1,-1,-1`` with (x, y) the top-left corner. ``id`` is the camera-local
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.store import StoreReader
+from reid_models.common import UserError, atomic_output
 
 FORMATS = ("mot", "mtmc", "reid")
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -92,18 +94,32 @@ def camera_boxes(store: StoreReader, tracks) -> dict[str, CameraBoxes]:
 
 def export_store(store: StoreReader, fmt: str, out_dir: str | Path, run_id: int | None = None,
                  cameras: Sequence[str] | None = None, test_fraction: float = 0.5, seed: int = 0) -> dict[str, int]:
-    """Write the store (optionally one run, some cameras) in ``fmt``; returns counts of what was written."""
+    """Write the store (optionally one run, some cameras) in ``fmt``; returns counts of what was written.
+
+    ``out_dir`` must be a new or empty folder (else UserError, as for an unknown run or camera). The
+    export is written into a temporary folder beside it and renamed at the end, so a failed export
+    leaves nothing behind.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty: export to a new or empty folder")
+    store.check_run(run_id)
+    store.check_cameras(cameras)
     tracks = store.tracks(camera=cameras, run_id=run_id)
-    if fmt == "mot":
-        return _export_mot(store, tracks, out)
-    if fmt == "mtmc":
-        return _export_mtmc(store, [t for t in tracks if t.global_id is not None], out)
-    return _export_reid(store, [t for t in tracks if t.global_id is not None and t.n_samples > 0], out,
-                        test_fraction, seed)
+    with atomic_output(out) as tmp:
+        tmp.mkdir()
+        if fmt == "mot":
+            return _export_mot(store, tracks, tmp)
+        if fmt == "mtmc":
+            return _export_mtmc(store, [t for t in tracks if t.global_id is not None], tmp)
+        return _export_reid(store, [t for t in tracks if t.global_id is not None and t.n_samples > 0], tmp,
+                            test_fraction, seed)
 
 
 def _camera_index(tracks, out: Path, limit: int | None = None) -> dict[str, int]:

@@ -4,7 +4,7 @@
                            [--max-frames N] [--save-video DIR]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D]
-    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID]
+    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", required=True, choices=("mot", "mtmc", "reid"))
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--run", type=_positive_int, metavar="ID", help="only this run of the store")
+    e.add_argument("--camera", nargs="+", action="extend", metavar="ID", help="only these cameras")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("eval", help="score a run against MOTChallenge ground truth (HOTA, MOTA, IDF1, ...)")

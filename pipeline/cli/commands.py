@@ -37,21 +37,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def read_query_image(path: str | Path, box: Sequence[float] | None = None):
-    """Decode an image file (BGR uint8) and optionally cut ``box`` (x1, y1, x2, y2 pixels) out of it."""
+    """Decode an image file (BGR uint8) and optionally cut ``box`` (x1, y1, x2, y2 pixels) out of it;
+    the crop must be a person-sized one (``pipeline.search.MIN_QUERY_HEIGHT``)."""
+    from pipeline.search import check_query_crop
     from reid_models.common import read_image_bgr
 
     path = Path(path)
     if not path.is_file():
         raise CliError(f"query image not found: {path}; pass a JPEG/PNG file with --image")
     image = read_image_bgr(path, "query image")
-    if box is not None:
-        h, w = image.shape[:2]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-        if x2 - x1 < 2 or y2 - y1 < 2:
-            raise CliError(f"--box {' '.join(str(v) for v in box)} is empty inside the {w}x{h} image")
-        image = image[y1:y2, x1:x2]
+    if box is None:
+        check_query_crop(image, f"query image {path}")
+        return image
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    shown = " ".join(f"{v:g}" for v in box)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        raise CliError(f"--box {shown} is empty inside the {w}x{h} image")
+    image = image[y1:y2, x1:x2]
+    check_query_crop(image, f"--box {shown} of the {w}x{h} image")
     return image
+
+
+def _check_out_folder(out: str | Path) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise CliError(f"--out {out} is a file; pass a folder")
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -60,6 +71,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     with StoreReader(args.db) as store:  # "no store at ..." before the image and the embedder
         if args.since is not None and args.until is not None and args.since > args.until:
             raise CliError("--since is later than --until: the time window is empty; swap them")
+        store.check_cameras(args.camera)
+        _check_out_folder(args.out)
         image = read_query_image(args.image, args.box)
         from pipeline.search import format_table, search_tracks, write_results
         from pipeline.stages.embed import Embedder
@@ -82,7 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.store import StoreReader
 
     with StoreReader(args.db) as store:
-        counts = export_store(store, args.format, args.out, run_id=args.run)
+        counts = export_store(store, args.format, args.out, run_id=args.run, cameras=args.camera)
     print(f"exported {args.format} to {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 

@@ -61,11 +61,15 @@ MIGRATIONS: tuple[str, ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (the store issues BEGIN/COMMIT itself); StoreError if it cannot open."""
+def connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (the store issues BEGIN/COMMIT itself); StoreError if it cannot open.
+
+    immutable (read-only only): SQLite's ``immutable=1``: no locks, no ``-shm`` file, the ``-wal``
+    file ignored; for a store on a read-only filesystem, where ``mode=ro`` cannot create the ``-shm``."""
     try:
         if readonly:
-            return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+            query = "?mode=ro&immutable=1" if immutable else "?mode=ro"
+            return sqlite3.connect(path.resolve().as_uri() + query, uri=True, isolation_level=None,
                                    check_same_thread=False, timeout=10.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
