@@ -22,7 +22,7 @@ from pipeline.config import AssociationConfig, EmbedderConfig, StoreConfig, Tran
 from pipeline.ingest import IngestError, read_frames, source_readable
 from pipeline.stages.embed import Embedder
 from pipeline.stages.sampling import crop_boxes
-from pipeline.store import TrackStore, restage
+from pipeline.store import TrackStore, require_store, restage
 from reid_models.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
 from reid_models.common import ImageReadError, decode_image
 
@@ -117,6 +117,7 @@ def reembed_store(db: str | Path, checkpoint: str = DEFAULT_CHECKPOINT, device: 
     ``on_batch(n_staged)`` is called after each committed batch (tests interrupt there).
     """
     t0, c0 = time.time(), time.process_time()
+    db = require_store(db)
     path = None if str(checkpoint) == DEFAULT_CHECKPOINT else str(Path(checkpoint).expanduser().resolve())
     embedder = Embedder(EmbedderConfig(checkpoint=path), device=device)
     notes: list[str] = []

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import EmbedderConfig
+from pipeline.config import EmbedderConfig, StoreConfig
 from pipeline.stages.embed import Embedder
-from pipeline.store import StoreReader
+from pipeline.store import StoreReader, TrackStore, require_store
 from reid_models.checkpoint import DEFAULT_CHECKPOINT, load_model, save_checkpoint
 from reid_models.generic import GenericEmbedder
 from reid_models.runtime import resolve_device
@@ -33,8 +33,9 @@ ASSOCIATION_QUANTILE = 0.99
 @dataclass(frozen=True)
 class AdaptResult:
     """What an adaptation did. checkpoint: the file written; base: the embedder id it started from;
-    tracks / crops / identities: training material (identities after clustering); losses: mean loss
-    per epoch; merges: cluster merges of the last epoch; seconds / cpu_seconds: wall and process CPU time."""
+    tracks / crops / identities: training material (identities after clustering); losses: mean loss per
+    epoch (step_losses: per step); merges: cluster merges of the last epoch; seconds / cpu_seconds: wall
+    and process CPU time; association_threshold: the one suggested for the adapted embedder."""
 
     checkpoint: str
     base: str
@@ -43,6 +44,7 @@ class AdaptResult:
     identities: int
     cooccurring_pairs: int
     losses: tuple[float, ...]
+    step_losses: tuple[float, ...]
     merges: int
     seconds: float
     cpu_seconds: float
@@ -188,6 +190,7 @@ def adapt_store(db: str | Path, out: str | Path, base: str = DEFAULT_CHECKPOINT,
             net.add(pending)
             pending.clear()
 
+    TrackStore(StoreConfig(path=str(require_store(db))), None, None).close()  # migrates an older schema
     with StoreReader(db) as store:
         data = collect(store, cfg, consume=consume, progress=progress)
     if pending:
@@ -204,6 +207,7 @@ def adapt_store(db: str | Path, out: str | Path, base: str = DEFAULT_CHECKPOINT,
     merges = 0
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses: list[float] = []
+    step_losses: list[float] = []
     from tqdm import tqdm
 
     steps_per_epoch = max(1, len(tracks) // (min(cfg.batch_tracks, n_tracks) * cfg.crops_per_track))
@@ -239,7 +243,8 @@ def adapt_store(db: str | Path, out: str | Path, base: str = DEFAULT_CHECKPOINT,
                 seen = torch.unique(y)
                 memory[seen] = F.normalize(cfg.memory_momentum * memory[seen] + (1 - cfg.memory_momentum)
                                            * batch_mean[seen], dim=1)
-            total, count = total + float(loss.detach()), count + 1
+            step_losses.append(float(loss.detach()))
+            total, count = total + step_losses[-1], count + 1
             bar.update(1)
             bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs} loss {total / count:.3f} "
                                 f"({parts['softmax']:.2f} + {parts['triplet']:.2f})", refresh=False)
@@ -250,12 +255,12 @@ def adapt_store(db: str | Path, out: str | Path, base: str = DEFAULT_CHECKPOINT,
     final = _identity_means(net.embed_all(), torch.as_tensor(tracks, device=dev), n_tracks).cpu().numpy()
     suggested = negative_threshold(final @ final.T, data.cooc, ASSOCIATION_QUANTILE)
     result = AdaptResult(str(out), embedder.embedder_id, n_tracks, len(tracks), int(labels.max()) + 1,
-                         int(np.triu(data.cooc, 1).sum()), tuple(losses), merges, time.time() - t0,
+                         int(np.triu(data.cooc, 1).sum()), tuple(losses), tuple(step_losses), merges, time.time() - t0,
                          time.process_time() - c0, data.notes, suggested)
     extra = {k: v for k, v in info.items() if k in ("config", "dataset")}
     save_checkpoint(out, net.model.cpu(), model_name=str(info["model"]), model_kwargs=dict(info["model_kwargs"]),
                     num_classes=int(info["num_classes"]), input_size=tuple(info["input_size"]), **extra,
                     adapt={"store": str(Path(db).resolve()), "base": embedder.embedder_id, "settings": asdict(cfg),
-                           "result": {k: v for k, v in asdict(result).items() if k != "notes"},
+                           "result": {k: v for k, v in asdict(result).items() if k not in ("notes", "step_losses")},
                            "host_cpus": os.cpu_count(), "association_threshold": suggested})
     return result
