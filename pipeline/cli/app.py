@@ -8,6 +8,8 @@
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
+    python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
+    python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store) prints
 one line ``error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130 after the store
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 
 from reid_models.common import one_line, parse_time
 
-from .commands import CliError, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_run
+from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -121,6 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
     b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")
     b.set_defaults(func=cmd_bench)
+
+    a = sub.add_parser("adapt", help="fine-tune the re-ID network on the store's own tracks (a site model)")
+    a.add_argument("--db", required=True, help="store written by `run` (its source videos are read again)")
+    a.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
+    a.add_argument("--base", default="default", metavar="CKPT", help="start from: default (generic) or a .pt")
+    a.add_argument("--epochs", type=_positive_int, metavar="N", help="passes over the crops")
+    a.add_argument("--cluster", action="store_true", help="merge tracks into cross-camera identities each epoch")
+    a.add_argument("--negatives", choices=("cooccurring", "all"), help="which identities a crop is pushed from")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_adapt)
+
+    m = sub.add_parser("reembed", help="recompute every stored sample with another embedder, then re-associate")
+    m.add_argument("--db", required=True)
+    m.add_argument("--checkpoint", required=True, metavar="CKPT", help="a reid_models .pt, or default")
+    m.add_argument("--threshold", type=float, metavar="T",
+                   help="association threshold for the new embedder (default: the checkpoint's suggestion, "
+                        "else the last run's)")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--batch", type=_positive_int, default=256, metavar="N", help="samples per committed batch")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_reembed)
     return p
 
 

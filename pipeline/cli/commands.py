@@ -126,3 +126,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(run_bench(frames=args.frames or 30, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
                     clip=args.clip))
     return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipeline.store import require_store
+
+    require_store(args.db)  # "no store at ..." before any model is loaded
+    if args.base != "default" and not Path(args.base).is_file():
+        raise CliError(f"--base checkpoint not found: {args.base}; pass a reid_models .pt or 'default'")
+    from pipeline.adapt import AdaptConfig, adapt_store
+
+    changes = {k: v for k, v in (("epochs", args.epochs), ("negatives", args.negatives)) if v is not None}
+    cfg = dataclasses.replace(AdaptConfig(), cluster=bool(args.cluster), **changes)
+    result = adapt_store(args.db, args.out, base=args.base, cfg=cfg, device=args.device, progress=not args.quiet)
+    print(result.format())
+    return 0
+
+
+def cmd_reembed(args: argparse.Namespace) -> int:
+    from pipeline.store import require_store
+
+    require_store(args.db)
+    if args.checkpoint != "default" and not Path(args.checkpoint).is_file():
+        raise CliError(f"--checkpoint not found: {args.checkpoint}; pass a reid_models .pt or 'default'")
+    from pipeline.reembed import reembed_store
+
+    result = reembed_store(args.db, args.checkpoint, device=args.device, threshold=args.threshold,
+                           batch=args.batch, progress=not args.quiet)
+    print(result.format())
+    return 0

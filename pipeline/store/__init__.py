@@ -5,10 +5,11 @@ read-only; both speak in backend-neutral types (:mod:`.base`). Today's backend i
 (:mod:`.schema` holds its versioned schema); another backend (PostgreSQL) plugs in here with the
 same writer and reader methods. Nothing outside this package writes SQL.
 """
+from . import restage
 from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord, require_store
 from .reader import StoreReader
 from .schema import PAGE_SIZE, SCHEMA_VERSION
 from .writer import TrackStore
 
 __all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreError", "StoreReader",
-           "TrackRecord", "TrackStore", "require_store"]
+           "TrackRecord", "TrackStore", "require_store", "restage"]

@@ -330,10 +330,10 @@ def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(tmp_path):
 def test_schema_versions_are_migrated_or_refused_in_one_line(tmp_path):
     path = tmp_path / "s.db"
     make_store(path).close()
-    # a store written before user_version was used: version 1 kept in meta.schema_version
+    # a store written before user_version was used: its version kept in meta.schema_version
     con = sqlite3.connect(path)
     con.execute("PRAGMA user_version=0")
-    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     con.commit()
     con.close()
     with StoreReader(path) as reader:  # read as v1
