@@ -56,7 +56,12 @@ CREATE TABLE links (
 CREATE INDEX links_track ON links(track_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+ALTER TABLE boxes ADD COLUMN interpolated INTEGER NOT NULL DEFAULT 0;
+"""
+"""v2: ``boxes.interpolated`` = 1 for a box the tracker filled in for a frame a track missed (0 = detected)."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 """SQL scripts; ``MIGRATIONS[k]`` migrates version k to k + 1 (version 0 = an empty database)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -58,7 +58,7 @@ def test_values_are_normalised_like_the_yaml_loader_does():
     assert cam.roi == (0, 0, 10, 10)
     assert DetectorConfig(person_classes=[0]).person_classes == (0,)
     assert TransitRule(cameras=["a", "b"]).cameras == ("a", "b")
-    assert TrackerConfig() == TrackerConfig(track_buffer=30)  # one set of defaults
+    assert TrackerConfig() == TrackerConfig(track_buffer=60)  # one set of defaults
     # the loader and Python share the dataclass defaults
     assert config_from_dict({"cameras": [{"id": "a", "source": 0}]}).tracker == TrackerConfig()
 
