@@ -107,10 +107,15 @@ class DetectorConfig:
         _set(self, "person_classes", tuple(int(k) for k in classes))
         _set(self, "confidence", c.number(o, "confidence", self.confidence, lo=0, hi=1))
         _set(self, "iou", c.number(o, "iou", self.iou, lo=0, hi=1, lo_open=True))
-        if self.imgsz != "auto":
-            _set(self, "imgsz", c.integer(o, "imgsz", self.imgsz, lo=32))
-        if self.max_aspect not in ("auto", None):
-            _set(self, "max_aspect", c.number(o, "max_aspect", self.max_aspect, lo=0, lo_open=True))
+        imgsz, aspect = self.imgsz, self.max_aspect
+        if imgsz != "auto" and not (isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz >= 32):
+            c.fail(o, "imgsz", f"expected auto or an integer >= 32, got {c.show(imgsz)}")
+        ok = aspect in ("auto", None) or (isinstance(aspect, (int, float)) and not isinstance(aspect, bool)
+                                          and 0 < aspect < float("inf"))
+        if not ok:
+            c.fail(o, "max_aspect", f"expected auto, null or a positive number like 0.41, got {c.show(aspect)}")
+        if aspect not in ("auto", None):
+            _set(self, "max_aspect", float(aspect))
         if self.half != "auto" and not isinstance(self.half, bool):
             c.fail(o, "half", f"expected auto, true or false, got {c.show(self.half)}")
 
