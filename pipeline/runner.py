@@ -17,7 +17,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,12 +144,14 @@ class Runner:
             reader = MultiCameraReader(cfg.cameras).start()
             fps = {}
             self.trackers: dict[str, ByteTracker] = {}
+            self._recent: dict[str, deque] = {}
             expected = []
             for cam in cfg.cameras:
                 meta = reader.readers[cam.id].meta
                 store.add_camera(cam.id, str(cam.source), meta)
                 fps[cam.id] = float(meta.get("fps") or 10.0) / cam.stride
                 self.trackers[cam.id] = self.stages.tracker(frame_rate=fps[cam.id])
+                self._recent[cam.id] = deque(maxlen=self.trackers[cam.id].max_gap + 2)  # (index, time) of frames
                 expected.append(_expected_frames(meta, cam, self.max_frames))
             if self.save_video is not None:
                 self.writer = AnnotatedVideoWriter(self.save_video, fps=fps)
@@ -232,7 +234,8 @@ class Runner:
         t0 = time.perf_counter()
         dets = stages.detect(batch)
         t0 = timer.add("detect", t0)
-        tracked = [self.trackers[f.camera_id].update(d) for f, d in zip(batch, dets)]
+        tracked = [self.trackers[f.camera_id].update(d, f.image) for f, d in zip(batch, dets)]
+        filled = {f.camera_id: self.trackers[f.camera_id].pop_interpolated() for f in batch}
         finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}
         t0 = timer.add("track", t0)
 
@@ -242,6 +245,12 @@ class Runner:
 
         k = 0
         for f, t, (rows, crops) in zip(batch, tracked, taken):
+            recent = self._recent[f.camera_id]
+            recent.append((f.index, f.timestamp))
+            for ago, boxes in filled[f.camera_id]:  # boxes the tracker filled in for frames it missed
+                if ago < len(recent):
+                    index, stamp = recent[-1 - ago]
+                    store.record_frame(dataclasses.replace(f, index=index, timestamp=stamp), boxes, interpolated=True)
             store.record_frame(f, t)
             if len(rows):
                 store.add_samples(f, t.with_embedding(rows, emb[k:k + len(rows)]), rows, crops)

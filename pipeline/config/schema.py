@@ -89,15 +89,24 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """weights: a YOLO .pt (None = the bundled person detector). person_classes: class ids that are persons.
-    confidence: min box score in [0, 1]; iou: NMS IoU in (0, 1]; imgsz: input pixels (>= 32).
+    """weights: a YOLO .pt (None = the bundled person detector). person_classes: class ids that are persons
+    (the bundled detector's class 1, "Fall", fires on static objects in ordinary footage, so only 0 is used).
+    confidence: min box score in [0, 1]; keep it at or below tracker.track_low_thresh so the tracker's
+    second stage sees the weak boxes. iou: NMS IoU in (0, 1].
+    imgsz: input pixels (>= 32), or 'auto': measured once per run from the people of the first frames
+    (see pipeline.stages.detect.choose_imgsz); all cameras share the largest size any of them needs.
+    max_aspect: boxes wider than max_aspect * height are narrowed around their centre (a standing
+    pedestrian is about 0.41 h wide); 'auto' = 0.41 for the bundled detector, whose boxes are ~1.6x
+    wider than the person, and off for other weights (a model trained on tight boxes, or footage of
+    sitting people, must not be reshaped); null = off.
     half: 'auto' = fp16 on CUDA, fp32 on CPU; true needs CUDA."""
 
     weights: str | None = None
-    person_classes: tuple[int, ...] = (0, 1)
-    confidence: float = 0.25
+    person_classes: tuple[int, ...] = (0,)
+    confidence: float = 0.1
     iou: float = 0.7
-    imgsz: int = 640
+    imgsz: int | str = "auto"
+    max_aspect: float | str | None = "auto"
     half: bool | str = "auto"
 
     def __post_init__(self) -> None:
@@ -110,36 +119,59 @@ class DetectorConfig:
         _set(self, "person_classes", tuple(int(k) for k in classes))
         _set(self, "confidence", c.number(o, "confidence", self.confidence, lo=0, hi=1))
         _set(self, "iou", c.number(o, "iou", self.iou, lo=0, hi=1, lo_open=True))
-        _set(self, "imgsz", c.integer(o, "imgsz", self.imgsz, lo=32))
+        imgsz, aspect = self.imgsz, self.max_aspect
+        if imgsz != "auto" and not (isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz >= 32):
+            c.fail(o, "imgsz", f"expected auto or an integer >= 32, got {c.show(imgsz)}")
+        ok = aspect in ("auto", None) or (isinstance(aspect, (int, float)) and not isinstance(aspect, bool)
+                                          and 0 < aspect < float("inf"))
+        if not ok:
+            c.fail(o, "max_aspect", f"expected auto, null or a positive number like 0.41, got {c.show(aspect)}")
+        if aspect not in ("auto", None):
+            _set(self, "max_aspect", float(aspect))
         if self.half != "auto" and not isinstance(self.half, bool):
             c.fail(o, "half", f"expected auto, true or false, got {c.show(self.half)}")
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """ByteTrack settings. Scores and costs are in [0, 1].
+    """ByteTrack settings with appearance, gap filling and static-object suppression. Scores and costs are in [0, 1].
 
     track_high_thresh: detections at or above this are matched first.
-    track_low_thresh: detections above this (and below high) are matched second (<= track_high_thresh).
+    track_low_thresh: detections above this (and below high) are matched second (<= track_high_thresh;
+    the detector's ``confidence`` must not be above it, or the second stage gets no boxes).
     new_track_thresh: an unmatched detection at or above this starts a track.
     match_thresh: max cost (1 - IoU * score) of a first-stage match.
-    track_buffer: frames (at 30 frames/s) a lost track is kept (>= 1).
+    track_buffer: frames (at 30 frames/s; 60 = 2 s at any frame rate) a lost track is kept (>= 1).
     min_hits: matched frames before a track is confirmed (tracks of the first frame at once; >= 1).
+    appearance: use HSV colour histograms of each box (stage-1 fusion and recovery of lost tracks).
+    appearance_thresh: max cosine distance (in [0, 1]) of an appearance match.
+    interpolate_seconds: a track re-found after missing at most this long gets linearly interpolated
+    boxes for the frames it missed (stored flagged as interpolated); 0 = off.
+    static_seconds: a track that stays in place this long with a mean score below track_high_thresh
+    is taken for a static object and not reported until it moves; 0 = off.
     """
 
     track_high_thresh: float = 0.5
     track_low_thresh: float = 0.1
     new_track_thresh: float = 0.6
-    match_thresh: float = 0.8
-    track_buffer: int = 30
-    min_hits: int = 2
+    match_thresh: float = 0.9
+    track_buffer: int = 60
+    min_hits: int = 3
+    appearance: bool = True
+    appearance_thresh: float = 0.25
+    interpolate_seconds: float = 1.0
+    static_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         o = "TrackerConfig"
-        for key in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh"):
+        for key in ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh",
+                    "appearance_thresh"):
             _set(self, key, c.number(o, key, getattr(self, key), lo=0, hi=1))
         for key in ("track_buffer", "min_hits"):
             _set(self, key, c.integer(o, key, getattr(self, key), lo=1))
+        c.boolean(o, "appearance", self.appearance)
+        for key in ("interpolate_seconds", "static_seconds"):
+            _set(self, key, c.number(o, key, getattr(self, key), lo=0))
         if self.track_low_thresh > self.track_high_thresh:
             c.fail(o, "track_low_thresh", f"must not exceed track_high_thresh ({self.track_high_thresh}), "
                                           f"got {self.track_low_thresh}")

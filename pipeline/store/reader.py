@@ -233,12 +233,12 @@ class StoreReader:
             ids = [int(t) for t in track_ids]
             for lo in range(0, len(ids), 900):
                 clause, vals = _in_clause("track_id", ids[lo:lo + 900])
-                rows += self._con.execute(f"SELECT * FROM boxes WHERE {clause} ORDER BY track_id, frame",
-                                          vals).fetchall()
+                rows += self._con.execute("SELECT track_id, frame, time, x1, y1, x2, y2, confidence, interpolated "
+                                          f"FROM boxes WHERE {clause} ORDER BY track_id, frame", vals).fetchall()
         rows.sort(key=lambda r: (r[0], r[1]))
-        a = np.array(rows, np.float64).reshape(len(rows), 8)
+        a = np.array(rows, np.float64).reshape(len(rows), 9)
         return Boxes(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2],
-                     a[:, 3:7].astype(np.float32), a[:, 7].astype(np.float32))
+                     a[:, 3:7].astype(np.float32), a[:, 7].astype(np.float32), a[:, 8] > 0)
 
     def sample_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written

@@ -75,7 +75,13 @@ CREATE TABLE pending_embeddings (
 ``run`` = the live crop, ``video`` = re-read from the source, ``thumbnail`` = the stored thumbnail) and
 ``pending_embeddings``, where ``reembed`` stages the new vectors until it swaps them all in at once."""
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS)
+
+_V3_INTERPOLATED = """
+ALTER TABLE boxes ADD COLUMN interpolated INTEGER NOT NULL DEFAULT 0;
+"""
+"""v3: ``boxes.interpolated`` = 1 for a box the tracker filled in for a frame a track missed (0 = detected)."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS, _V3_INTERPOLATED)
 """SQL scripts; ``MIGRATIONS[k]`` migrates version k to k + 1 (version 0 = an empty database)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -194,10 +194,12 @@ class TrackStore:
         if self.run_id is None:
             raise StoreError("store.start_run(config) must be called before recording frames")
 
-    def record_frame(self, frame: Frame, tracks: Detections) -> None:
+    def record_frame(self, frame: Frame, tracks: Detections, interpolated: bool = False) -> None:
         """Record this frame's boxes of tracked persons (``track_id >= 0``); creates/extends track rows.
 
-        ``tracks.xyxy`` is in ``frame.image`` pixels; it is stored in full-frame pixels (+ ``frame.origin``)."""
+        ``tracks.xyxy`` is in ``frame.image`` pixels; it is stored in full-frame pixels (+ ``frame.origin``).
+        ``frame`` may be an earlier frame than the last one recorded (the tracker fills a gap once the
+        track is re-found): pass ``interpolated=True`` for such filled-in boxes, so they are marked."""
         with self._lock:
             self._require_run()
             con = self._write()
@@ -210,8 +212,10 @@ class TrackStore:
                 st.start_frame, st.end_frame = min(st.start_frame, frame.index), max(st.end_frame, frame.index)
                 st.dirty = True
                 x1, y1, x2, y2 = _full_frame(frame, tracks.xyxy[i])
-                rows.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i])))
-            con.executemany("INSERT OR REPLACE INTO boxes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                rows.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i]),
+                             int(interpolated)))
+            con.executemany("INSERT OR REPLACE INTO boxes(track_id, frame, time, x1, y1, x2, y2, confidence, "
+                            "interpolated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def add_samples(self, frame: Frame, tracks: Detections, rows: Sequence[int] | np.ndarray,
                     crops: Sequence[np.ndarray | None]) -> None:

@@ -104,8 +104,8 @@ def test_good_yaml_loads_into_frozen_dataclasses(project: Path) -> None:
 def test_defaults_and_json_snapshot(project: Path) -> None:
     (project / "min.yaml").write_text("cameras:\n  - {id: a, source: clips/vtest.avi}\n")
     cfg = load_config(project / "min.yaml")
-    assert cfg.detector == DetectorConfig() and cfg.detector.person_classes == (0, 1)
-    assert cfg.tracker.min_hits == 2 and cfg.embedder.checkpoint is None
+    assert cfg.detector == DetectorConfig() and cfg.detector.person_classes == (0,)
+    assert cfg.tracker.min_hits == 3 and cfg.embedder.checkpoint is None
     assert cfg.association.transit == () and cfg.store.commit_interval == 1.0
     assert cfg.store.path == str((project / "runs" / "store.db").resolve())
     snap = json.loads(json.dumps(config_to_dict(load_config(project / "cams.yaml"))))
@@ -139,7 +139,7 @@ BAD = [
      "allowed keys: cameras, detector, tracker, embedder, association, store"),
     (CAM + "detector:\n  conf: 0.5\n",
      "detector.conf: unknown key (did you mean 'confidence'?); "
-     "allowed keys: weights, person_classes, confidence, iou, imgsz, half"),
+     "allowed keys: weights, person_classes, confidence, iou, imgsz, max_aspect, half"),
     (CAM + "  - id: cam1\n    source: clips/vtest.avi\n",
      "cameras[1].id: duplicate camera id 'cam1' (also cameras[0].id); give each camera a unique id"),
     (CAM + "    roi: [100, 0, 50, 200]\n",

@@ -1,6 +1,8 @@
 """The config dataclasses check themselves: built in Python they fail exactly like cams.yaml does."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipeline.config import (
@@ -58,7 +60,7 @@ def test_values_are_normalised_like_the_yaml_loader_does():
     assert cam.roi == (0, 0, 10, 10)
     assert DetectorConfig(person_classes=[0]).person_classes == (0,)
     assert TransitRule(cameras=["a", "b"]).cameras == ("a", "b")
-    assert TrackerConfig() == TrackerConfig(track_buffer=30)  # one set of defaults
+    assert TrackerConfig() == TrackerConfig(track_buffer=60)  # one set of defaults
     # the loader and Python share the dataclass defaults
     assert config_from_dict({"cameras": [{"id": "a", "source": 0}]}).tracker == TrackerConfig()
 
@@ -67,3 +69,20 @@ def test_did_you_mean():
     assert did_you_mean("fsp", ["fps", "stride"]) == " (did you mean 'fps'?)"
     assert did_you_mean("conf", ["confidence", "iou"]) == " (did you mean 'confidence'?)"
     assert did_you_mean("colour", ["cameras", "detector"]) == ""
+
+
+def test_detector_auto_settings_and_their_messages():
+    d = DetectorConfig()
+    assert (d.imgsz, d.max_aspect, d.person_classes, d.confidence) == ("auto", "auto", (0,), 0.1)
+    assert DetectorConfig(imgsz=960, max_aspect=1).max_aspect == 1.0
+    assert DetectorConfig(max_aspect=None).max_aspect is None
+    for kw, msg in [({"imgsz": "big"}, "imgsz: expected auto or an integer >= 32, got 'big'"),
+                    ({"imgsz": 16}, "imgsz: expected auto or an integer >= 32, got 16"),
+                    ({"max_aspect": 0}, "max_aspect: expected auto, null or a positive number like 0.41, got 0")]:
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            DetectorConfig(**kw)
+    assert DetectorConfig().confidence <= TrackerConfig().track_low_thresh  # the second stage gets weak boxes
+    with pytest.raises(ValueError, match="interpolate_seconds: expected a number >= 0"):
+        TrackerConfig(interpolate_seconds=-1)
+    with pytest.raises(ValueError, match="appearance: expected true or false"):
+        TrackerConfig(appearance="yes")

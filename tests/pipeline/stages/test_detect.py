@@ -16,7 +16,17 @@ import pytest
 
 from pipeline.config import ConfigError, DetectorConfig
 from pipeline.stages import detect
-from pipeline.stages.detect import DetectorError, PersonDetector, ensure_yolo_config_dir
+from pipeline.stages.detect import (
+    AUTO_BASE_IMGSZ,
+    AUTO_FRAMES,
+    AUTO_SIZES,
+    BUNDLED_MAX_ASPECT,
+    DetectorError,
+    PersonDetector,
+    choose_imgsz,
+    ensure_yolo_config_dir,
+    narrow_boxes,
+)
 from pipeline.stages.track import box_iou
 from pipeline.types import Detections
 
@@ -27,7 +37,9 @@ ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations
 
 @pytest.fixture(scope="module")
 def detector() -> PersonDetector:
-    det = PersonDetector(DetectorConfig(imgsz=640), device="cpu")
+    # the raw detector: both classes, ultralytics' usual confidence, boxes as the model gives them
+    det = PersonDetector(DetectorConfig(imgsz=640, person_classes=[0, 1], confidence=0.25, max_aspect=None),
+                         device="cpu")
     det.warmup(shape=(576, 768))
     return det
 
@@ -106,7 +118,8 @@ def test_real_photos_bus_and_zidane_in_one_batch(detector):
 
 @pytest.mark.slow
 def test_person_classes_filter(detector, clip_frames, clip_dets):
-    only_normal = PersonDetector(DetectorConfig(person_classes=[0]), device="cpu")
+    only_normal = PersonDetector(DetectorConfig(imgsz=640, person_classes=[0], confidence=0.25, max_aspect=None),
+                                 device="cpu")
     dets = only_normal(clip_frames[:1])[0]
     both = clip_dets[0]
     assert (dets.class_id == 0).all()
@@ -216,3 +229,37 @@ def test_yolo_config_dir_is_made_writable(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker))
     folder = Path(ensure_yolo_config_dir())
     assert folder.name == "camreid-ultralytics" and (folder / "Ultralytics").is_dir()
+
+
+@pytest.mark.slow
+def test_defaults_narrow_wide_boxes_and_choose_imgsz_from_the_first_frames(clip_frames, clip_dets):
+    """Shipped defaults on the real clip: class 0 only, widths capped at 0.41 h, imgsz measured per camera."""
+    det = PersonDetector(DetectorConfig(), device="cpu")
+    assert det.person_classes == (0,) and det.max_aspect == BUNDLED_MAX_ASPECT and det.imgsz == AUTO_BASE_IMGSZ
+    raw = clip_dets[0][(clip_dets[0].class_id == 0)]
+    out = det(clip_frames[:1], keys=["north"])[0]
+    assert (out.class_id == 0).all() and len(out) >= len(raw)  # confidence 0.1 keeps the weak boxes too
+    widths, heights = out.xyxy[:, 2] - out.xyxy[:, 0], out.xyxy[:, 3] - out.xyxy[:, 1]
+    assert (widths <= BUNDLED_MAX_ASPECT * heights + 1e-3).all()
+    assert (raw.xyxy[:, 2] - raw.xyxy[:, 0] > BUNDLED_MAX_ASPECT * (raw.xyxy[:, 3] - raw.xyxy[:, 1])).mean() > 0.5
+    for _ in range(AUTO_FRAMES - 1):
+        assert det.measuring
+        det(clip_frames[:1], keys=["north"])
+    # the clip's people are ~65 network px high at 640, so a larger size is chosen, once
+    assert not det.measuring and det.imgsz in AUTO_SIZES and det.imgsz > AUTO_BASE_IMGSZ
+    assert PersonDetector(DetectorConfig(weights=det.weights), device="cpu").max_aspect is None  # user weights
+
+
+def test_choose_imgsz_targets_the_smaller_people():
+    side = 768  # 640 / 768 network px per source px at imgsz 640
+    assert choose_imgsz(np.full(30, 200.0), side) == 640  # tall people: 167 network px at 640
+    assert choose_imgsz(np.r_[np.full(5, 40.0), np.full(30, 200.0)], side) == 640  # a few small ones do not decide
+    assert choose_imgsz(np.full(30, 80.0), side) == 960  # 67 px at 640: 96 px needs 922 -> 960
+    assert choose_imgsz(np.r_[np.full(15, 40.0), np.full(30, 200.0)], side) > 640  # a third are small
+    assert choose_imgsz(np.full(30, 20.0), side) == AUTO_SIZES[-1]  # capped
+    assert choose_imgsz(np.zeros(0), side) == AUTO_BASE_IMGSZ  # nobody seen: keep the base size
+
+
+def test_narrow_boxes_caps_width_around_the_centre():
+    out = narrow_boxes(np.array([[0, 0, 100, 100], [10, 0, 20, 100]]), 0.41)
+    np.testing.assert_allclose(out, [[29.5, 0, 70.5, 100], [10, 0, 20, 100]], atol=1e-4)

@@ -64,7 +64,10 @@ def real_clip_dets(vtest_path) -> list[Detections]:
     frames = [cap.read()[1] for _ in range(N_FRAMES)]
     cap.release()
     assert all(f is not None for f in frames)
-    detector = PersonDetector(DetectorConfig(confidence=0.1, imgsz=640), device="cpu")
+    # the detections these tests were written for: both classes at 640, boxes as the model gives them
+    # (the shipped post-processing, class 0 + width cap, is tested in test_detect.py)
+    detector = PersonDetector(DetectorConfig(confidence=0.1, imgsz=640, person_classes=[0, 1], max_aspect=None),
+                              device="cpu")
     out: list[Detections] = []
     for i in range(0, N_FRAMES, 5):
         out += detector(frames[i:i + 5])
@@ -116,9 +119,16 @@ def test_real_clip_tracks_are_long_and_smooth(clip_dets, baseline):
     assert len(_walkers(tracks)) >= 2  # and the long tracks include people walking across
 
 
+def same_box(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two (4,) boxes of one person: the tracker reports its Kalman-corrected box, near the detector's."""
+    return bool(box_iou(a[None], b[None])[0, 0] > 0.7)
+
+
 def test_outputs_are_input_rows_in_input_order(clip_dets, baseline):
     for dets, out in zip(clip_dets, baseline):
-        rows = [int(np.flatnonzero((dets.xyxy == box).all(axis=1))[0]) for box in out.xyxy]
+        iou = box_iou(out.xyxy, dets.xyxy)
+        rows = [int(np.argmax(r)) for r in iou]
+        assert all(iou[k, r] > 0.5 for k, r in enumerate(rows))  # the Kalman box stays on its detection
         assert rows == sorted(rows)
         np.testing.assert_array_equal(out.confidence, dets.confidence[rows])
         np.testing.assert_array_equal(out.class_id, dets.class_id[rows])
@@ -163,7 +173,7 @@ def test_person_missing_for_a_few_frames_keeps_its_id(clip_dets, baseline):
         (new_id,) = same
         frames = [f for f, _ in new[new_id]]
         assert frames == [f for f in range(N_FRAMES) if f not in GAP], (tid, frames)
-        assert all((b == boxes[f]).all() for f, b in new[new_id])  # comes back on the same person
+        assert all(same_box(b, boxes[f]) for f, b in new[new_id])  # comes back on the same person
 
 
 def test_weak_boxes_carry_a_track_through_occlusion(clip_dets, baseline):
@@ -181,7 +191,7 @@ def test_weak_boxes_carry_a_track_through_occlusion(clip_dets, baseline):
 
     kept = by_id(run(ByteTracker(CFG, frame_rate=FPS), with_own_box(0.2)))  # between low 0.1 and high 0.3
     assert [f for f, _ in kept[tid]] == list(range(N_FRAMES))
-    assert all((b == boxes[f]).all() for f, b in kept[tid])
+    assert all(same_box(b, boxes[f]) for f, b in kept[tid])
     ignored = by_id(run(ByteTracker(CFG, frame_rate=FPS), with_own_box(0.05)))  # below low: not used
     assert [f for f, _ in ignored[tid]] == [f for f in range(N_FRAMES) if f not in GAP]
 
@@ -302,3 +312,104 @@ def test_kalman_follows_constant_velocity():
         mean, cov = kf.predict(mean, cov)
     assert np.abs(xyah_to_xyxy(mean)[0] - truth[24]).max() < 8
     assert np.allclose(cov[0], cov[0].T) and (np.linalg.eigvalsh(cov[0]) > 0).all()
+
+
+# -- appearance, gap filling, static objects (generated frames) -----------------------------------
+def _scene(boxes_colours: list[tuple[np.ndarray, tuple, tuple]]) -> np.ndarray:
+    """A grey 480x640 frame with one two-colour 'person' (shirt, trousers BGR) per (box, shirt, trousers)."""
+    image = np.full((480, 640, 3), 128, np.uint8)
+    for box, shirt, trousers in boxes_colours:
+        x1, y1, x2, y2 = (int(v) for v in box)
+        cv2.rectangle(image, (x1, y1), (x2, (y1 + y2) // 2), shirt, -1)
+        cv2.rectangle(image, (x1, (y1 + y2) // 2), (x2, y2), trousers, -1)
+    return image
+
+
+def _two_walkers(hidden: range, resume_x: float | None = None):
+    """(image, Detections) per frame: A (red/blue) walks right 6 px/frame and is missed in ``hidden`` frames,
+    then seen again at ``resume_x`` (default: where its motion takes it); B (green/white) walks left far away."""
+    out, x = [], 40.0
+    for f in range(40):
+        if f == hidden.stop and resume_x is not None:
+            x = resume_x
+        a = np.array([x, 100, x + 40, 200])
+        b = np.array([600 - 5 * f, 300, 640 - 5 * f, 400])
+        x += 6
+        image = _scene([(a, (0, 0, 220), (200, 0, 0)), (b, (0, 200, 0), (255, 255, 255))])
+        boxes = [b] if f in hidden else [a, b]
+        out.append((image, Detections.from_arrays(np.array(boxes), np.full(len(boxes), 0.9))))
+    return out
+
+
+def _track_ids(tracker: ByteTracker, seq, images: bool) -> list[dict[int, np.ndarray]]:
+    frames = []
+    for image, dets in seq:
+        out = tracker.update(dets, image if images else None)
+        frames.append({int(t): b for t, b in zip(out.track_id, out.xyxy)})
+    return frames
+
+
+def test_lost_person_is_recovered_by_appearance_where_motion_alone_loses_it():
+    """A is missed for 8 frames while it stops (re-seen 48 px behind its predicted box, IoU 0): only the
+    colour histograms, gated by the Kalman position, give it back its id."""
+    seq = _two_walkers(range(15, 23), resume_x=40 + 6 * 15)
+    cfg = TrackerConfig(min_hits=1, interpolate_seconds=0)
+    with_colour = _track_ids(ByteTracker(cfg, frame_rate=FPS), seq, images=True)
+    motion_only = _track_ids(ByteTracker(cfg, frame_rate=FPS), seq, images=False)
+    a_before = [t for t, b in with_colour[14].items() if b[1] < 250]
+    assert len(a_before) == 1
+    a_after = [t for t, b in with_colour[30].items() if b[1] < 250]
+    assert a_after == a_before
+    assert {t for f in with_colour for t in f} == {1, 2}
+    a_alone = [[t for t, b in motion_only[f].items() if b[1] < 250] for f in (14, 30)]
+    assert a_alone[0] != a_alone[1]  # motion alone gives A a new id
+    # and appearance never swaps the two people
+    assert all(b[1] < 250 for f in with_colour for t, b in f.items() if t == a_before[0])
+
+
+def test_short_gap_is_filled_with_interpolated_boxes_once_the_track_is_refound():
+    seq = _two_walkers(range(15, 19))  # A missed in 4 frames, seen again where its motion takes it
+    tracker = ByteTracker(TrackerConfig(min_hits=1, interpolate_seconds=1.0), frame_rate=FPS)
+    filled: dict[int, tuple[int, np.ndarray]] = {}
+    reported = []
+    for f, (image, dets) in enumerate(seq):
+        out = tracker.update(dets, image)
+        reported.append({int(t): b for t, b in zip(out.track_id, out.xyxy)})
+        for ago, boxes in tracker.pop_interpolated():
+            assert f == 19 and len(boxes) == 1  # emitted when A is re-found, not before
+            filled[f - ago] = (int(boxes.track_id[0]), boxes.xyxy[0])
+    (a,) = [t for t, b in reported[14].items() if b[1] < 250]
+    assert sorted(filled) == [15, 16, 17, 18] and {t for t, _ in filled.values()} == {a}
+    xs = [reported[14][a][0]] + [filled[f][1][0] for f in range(15, 19)] + [reported[19][a][0]]
+    np.testing.assert_allclose(np.diff(xs), np.diff(xs).mean(), atol=1e-3)  # linear between the two reports
+    assert abs(filled[17][1][0] - (40 + 6 * 17)) < 6  # on the person, who walked on unseen
+    # a gap longer than interpolate_seconds is not filled
+    tracker = ByteTracker(TrackerConfig(min_hits=1, interpolate_seconds=0.3), frame_rate=FPS)
+    for image, dets in seq:
+        tracker.update(dets, image)
+        assert tracker.pop_interpolated() == []
+
+
+def test_static_low_score_object_is_not_reported_but_a_walker_with_the_same_scores_is():
+    rng = np.random.default_rng(1)
+    cfg = TrackerConfig(min_hits=1, static_seconds=3.0)
+    tracker = ByteTracker(cfg, frame_rate=FPS)
+    seen: dict[str, list[int]] = {"static": [], "walker": []}
+    for f in range(80):
+        static = np.array([300, 50, 330, 110]) + rng.normal(0, 1, 4)
+        walker = np.array([20 + 4 * f, 300, 60 + 4 * f, 400]) + rng.normal(0, 1, 4)
+        score = 0.65 if f == 0 else 0.4  # starts a track once, then weak (as the detector sees a bin)
+        out = tracker.update(Detections.from_arrays(np.array([static, walker]), [score, score]))
+        for b in out.xyxy:
+            seen["static" if b[1] < 200 else "walker"].append(f)
+    assert seen["walker"] == list(range(80))
+    assert seen["static"] == list(range(30))  # reported until it had stayed put for 3 s, then suppressed
+    off = ByteTracker(replace(cfg, static_seconds=0), frame_rate=FPS)
+    rng = np.random.default_rng(1)
+    counts = []
+    for f in range(80):
+        static = np.array([300, 50, 330, 110]) + rng.normal(0, 1, 4)
+        walker = np.array([20 + 4 * f, 300, 60 + 4 * f, 400]) + rng.normal(0, 1, 4)
+        score = 0.65 if f == 0 else 0.4
+        counts.append(len(off.update(Detections.from_arrays(np.array([static, walker]), [score, score]))))
+    assert counts == [2] * 80

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 
 from pipeline.config import StoreConfig
 from pipeline.store import PAGE_SIZE, SCHEMA_VERSION, StoreError, StoreReader, TrackStore
+from pipeline.store.schema import MIGRATIONS
 from pipeline.types import Detections, Frame
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -325,6 +327,64 @@ def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(tmp_path):
         (tid,) = [t.id for t in store.reader.tracks()]
         assert store.reader.boxes([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
         assert store.reader.samples_of([tid]).xyxy.tolist() == [[x1, y1, x2, y2]]
+
+
+def _v1_store(path: Path) -> None:
+    """A genuine version-1 store of the days before user_version (version in meta.schema_version) holding
+    one track with two boxes, built with the v1 script only."""
+    con = sqlite3.connect(path)
+    con.executescript(MIGRATIONS[0])
+    con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                    [("schema_version", "1"), ("embedder_id", "test-embedder-v1"), ("embedding_dim", str(DIM)),
+                     ("embedder_spec", "{}")])
+    con.execute("INSERT INTO runs(started, finished, config) VALUES (0, 1, '{}')")
+    con.execute("INSERT INTO cameras(id, source) VALUES ('a', 'a.avi')")
+    con.execute("INSERT INTO tracks(run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame, "
+                "n_boxes, ended) VALUES (1, 'a', 1, 0, 0.1, 0, 1, 2, 1)")
+    con.executemany("INSERT INTO boxes VALUES (1, ?, ?, 10, 20, 30, 80, 0.9)", [(0, 0.0), (1, 0.1)])
+    con.commit()
+    con.close()
+
+
+def test_schema_v1_store_is_migrated_to_the_current_version_keeping_its_boxes(tmp_path):
+    path = tmp_path / "s.db"
+    _v1_store(path)
+    with pytest.raises(StoreError, match=r"schema v1, this code reads v\d+: open it for writing once"):
+        StoreReader(path)  # the read-only reader does not migrate
+    with make_store(path) as store:  # the writer migrates v1 -> v2 in place
+        boxes = store.reader.boxes([1])
+        assert boxes.frame.tolist() == [0, 1] and boxes.interpolated.tolist() == [False, False]
+        store.start_run()
+        frame = Frame("a", 5, 0.5, np.zeros((100, 100, 3), np.uint8))
+        store.record_frame(frame, Detections.from_arrays([[1, 2, 11, 32]], [0.8], track_id=[7]), interpolated=True)
+        store.record_frame(replace(frame, index=6, timestamp=0.6),
+                           Detections.from_arrays([[2, 2, 12, 32]], [0.9], track_id=[7]))
+    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+    with StoreReader(path) as reader:
+        (new,) = [t for t in reader.tracks() if t.run_id == 2]
+        assert (new.start_frame, new.end_frame, new.n_boxes) == (5, 6, 2)
+        assert reader.boxes([new.id]).interpolated.tolist() == [True, False]
+        assert reader.boxes([1]).interpolated.tolist() == [False, False]
+
+
+def test_interpolated_boxes_for_earlier_frames_extend_the_track(tmp_path):
+    """The tracker fills a gap once the track is re-found: boxes for frames before the last one recorded."""
+    with make_store(tmp_path / "s.db") as store:
+        store.start_run()
+        image = np.zeros((100, 100, 3), np.uint8)
+        for index in (0, 3):
+            store.record_frame(Frame("a", index, index / 10, image),
+                               Detections.from_arrays([[index, 0, index + 10, 30]], [0.9], track_id=[1]))
+        for index in (1, 2):
+            store.record_frame(Frame("a", index, index / 10, image),
+                               Detections.from_arrays([[index, 0, index + 10, 30]], [0.9], track_id=[1]),
+                               interpolated=True)
+        store.commit()
+        (t,) = store.reader.tracks()
+        assert (t.start_frame, t.end_frame, t.n_boxes) == (0, 3, 4)
+        b = store.reader.boxes([t.id])
+        assert b.frame.tolist() == [0, 1, 2, 3] and b.interpolated.tolist() == [False, True, True, False]
+        np.testing.assert_allclose(b.time, [0.0, 0.1, 0.2, 0.3])
 
 
 def test_schema_versions_are_migrated_or_refused_in_one_line(tmp_path):
