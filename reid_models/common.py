@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -18,7 +21,7 @@ import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "UserError", "atomic_output", "decode_image", "encode_jpeg",
            "iso_time", "l2_normalize",
-           "one_line", "parse_time", "read_image_bgr"]
+           "one_line", "parse_time", "quiet_native_stderr", "read_image_bgr"]
 
 #: File endings read as images (image-folder cameras, re-ID dataset folders, query photos).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -104,12 +107,66 @@ def _cv2():
     return cv2
 
 
+#: Lines the native image/video libraries print on their own (libpng, libjpeg, FFmpeg, OpenCV's logger).
+NATIVE_NOISE = re.compile(r"^(libpng (error|warning)|Premature end of JPEG|Corrupt JPEG data|Invalid SOS|"
+                          r"Not a JPEG file|\[[\w,]+ @ 0x[0-9a-fA-F]+\]|\[ ?(WARN|ERROR|INFO):)")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Hide what native libraries (libpng, libjpeg, FFmpeg) print to file descriptor 2 inside the block.
+
+    They write straight to the descriptor, around Python's logging, so their lines would come before
+    our one-line errors. Descriptor 2 goes to a temporary file for the block; afterwards every line
+    that is not such library noise (:data:`NATIVE_NOISE`: our own warnings, other threads' output)
+    is written to stderr again, so nothing else is lost. Use it around short calls (opening a
+    source, decoding one image); nested or concurrent blocks (other threads) simply do not capture.
+    """
+    if not _QUIET_LOCK.acquire(blocking=False):
+        yield
+        return
+    try:
+        with _quiet_fd2():
+            yield
+    finally:
+        _QUIET_LOCK.release()
+
+
+_QUIET_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real descriptor 2 (embedded, pytest capture off)
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not NATIVE_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def decode_image(data: bytes | np.ndarray, what: str = "image") -> np.ndarray:
     """Encoded bytes (JPEG/PNG/...) -> BGR uint8 (H, W, 3). ImageReadError naming ``what`` otherwise."""
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data)
     if buf.size == 0:
         raise ImageReadError(f"cannot read {what}: it is empty")
-    image = _cv2().imdecode(buf, _cv2().IMREAD_COLOR)
+    cv2 = _cv2()
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"cannot read {what}: not a decodable image (JPEG, PNG, BMP, TIFF or WebP)")
     return image

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(runner.summary.format())
         raise
     print(summary.format())
-    return 0
+    for cam, why in summary.video_errors.items():  # the store is complete; the video asked for is not
+        print(f"error: video of camera {cam} could not be written: {why}", file=sys.stderr)
+    return 1 if summary.video_errors else 0
 
 
 def read_query_image(path: str | Path, box: Sequence[float] | None = None):
@@ -60,7 +63,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     with StoreReader(args.db) as store:  # "no store at ..." before the image and the embedder
         if args.since is not None and args.until is not None and args.since > args.until:
             raise CliError("--since is later than --until: the time window is empty; swap them")
-        image = read_query_image(args.image, args.box)
+        from reid_models.common import quiet_native_stderr
+
+        with quiet_native_stderr():  # libpng/libjpeg lines before our one-line error
+            image = read_query_image(args.image, args.box)
         from pipeline.search import format_table, search_tracks, write_results
         from pipeline.stages.embed import Embedder
 
