@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.types import Detections, Frame
-from reid_models.common import UserError, decode_image, encode_jpeg, quiet_native_stderr
+from reid_models.common import UserError, decode_image, encode_jpeg, quiet_native_logs
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -79,7 +79,7 @@ def count_video_frames(path: Path) -> int:
     """Frames a video file reads back as (its container's count); -1 if it cannot be opened at all."""
     if not path.is_file() or path.stat().st_size == 0:
         return -1
-    with quiet_native_stderr():  # FFmpeg's "moov atom not found" for a cut-off file
+    with quiet_native_logs():  # FFmpeg's "moov atom not found" for a cut-off file
         cap = cv2.VideoCapture(str(path))
         try:
             if not cap.isOpened():

@@ -23,13 +23,15 @@ CLIP_FRAMES = 795  # frames of vtest.avi
 
 
 def bench_config(n_cameras: int, frames: int, clip: str | Path = DEMO_CLIP, imgsz: int = 640,
-                 clip_frames: int = CLIP_FRAMES):
+                 clip_frames: int = CLIP_FRAMES, settings: str | Path = DEMO_YAML):
     """A PipelineConfig playing ``clip`` as ``n_cameras`` cameras of ``frames`` frames each, spread over
-    the clip, with the stage settings of streams/demo.yaml (minus its camera-specific transit rules)."""
+    the clip, with the stage settings of ``settings`` (default streams/demo.yaml; minus its cameras and
+    camera-specific transit rules)."""
     import yaml
 
     clip = Path(clip).resolve()
-    data = yaml.safe_load(DEMO_YAML.read_text()) if DEMO_YAML.is_file() else {}
+    settings = Path(settings)
+    data = yaml.safe_load(settings.read_text()) if settings.is_file() else {}
     step = max(0, (clip_frames - frames) // max(n_cameras - 1, 1))
     cams = []
     for k in range(n_cameras):

@@ -1,6 +1,7 @@
 """Export a store as MOTChallenge, AI City Challenge MTMC or Market-1501-style re-ID data.
 
-Formats (``out_dir`` is created; frames are written 1-based as those formats expect):
+Formats (``out_dir``, new or empty, appears whole or not at all; frames are written 1-based as those
+formats expect):
 
 - ``mot``: one ``<camera>.txt`` per camera (MOTChallenge results), lines
   ``frame,id,x,y,w,h,conf,-1,-1,-1`` with (x, y) the top-left corner. ``id`` is the camera-local
@@ -12,6 +13,8 @@ Formats (``out_dir`` is created; frames are written 1-based as those formats exp
   ``cameras.txt`` maps the integer camera ids (1-based, cameras sorted by id) to the store's
   camera ids. Tracks without a global identity (still open, or with too few samples to be
   associated) are skipped: the format is about identities across cameras.
+- Boxes of ``mot`` and ``mtmc`` are cut to the camera's frame (its width and height in the cameras
+  table); a box left with no area is dropped. :func:`camera_boxes` is that box list, for scoring.
 - ``reid``: a Market-1501 folder (``bounding_box_train/``, ``query/``, ``bounding_box_test/``) of
   the samples' thumbnails named ``{pid:04d}_c{cam}s1_{frame:06d}_{k:02d}.jpg`` with pid = global
   identity and cam = 1-based camera index (``cameras.txt``). Market names hold one camera digit, so
@@ -27,11 +30,13 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.store import StoreReader
+from reid_models.common import UserError, atomic_output
 
 FORMATS = ("mot", "mtmc", "reid")
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -41,20 +46,80 @@ def _safe_name(camera_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", camera_id) or "camera"
 
 
+@dataclass(frozen=True)
+class CameraBoxes:
+    """The N boxes of one camera as ``mot`` / ``mtmc`` write them, ordered by (frame, track).
+
+    frame: (N,) int64 1-based (source frame + 1). track: (N,) int64 store track ids (primary keys).
+    xywh: (N, 4) float64 top-left x, y, width, height in source-frame pixels, cut to the frame.
+    confidence: (N,) float32.
+    """
+
+    frame: np.ndarray
+    track: np.ndarray
+    xywh: np.ndarray
+    confidence: np.ndarray
+
+
+def _frame_sizes(store: StoreReader) -> dict[str, tuple[float, float]]:
+    """camera id -> (width, height) pixels, for cameras whose size is known."""
+    out = {}
+    for cam, _, meta in store.cameras():
+        if meta.get("width") and meta.get("height"):
+            out[cam] = (float(meta["width"]), float(meta["height"]))
+    return out
+
+
+def camera_boxes(store: StoreReader, tracks) -> dict[str, CameraBoxes]:
+    """The boxes of ``tracks`` (TrackRecords) per camera, clipped to the camera's frame (see module docstring)."""
+    sizes = _frame_sizes(store)
+    by_cam: dict[str, list[int]] = defaultdict(list)
+    for t in tracks:
+        by_cam[t.camera_id].append(t.id)
+    out = {}
+    for cam in sorted(by_cam):
+        b = store.boxes(by_cam[cam])
+        xyxy = b.xyxy.astype(np.float64)
+        if cam in sizes:
+            w, h = sizes[cam]
+            xyxy = np.clip(xyxy, 0.0, np.array([w, h, w, h]))
+        wh = xyxy[:, 2:] - xyxy[:, :2]
+        keep = (wh > 0).all(axis=1)
+        order = np.flatnonzero(keep)[np.lexsort((b.track_id[keep], b.frame[keep]))]
+        out[cam] = CameraBoxes(b.frame[order] + 1, b.track_id[order],
+                               np.concatenate([xyxy[order, :2], wh[order]], axis=1).reshape(-1, 4),
+                               b.confidence[order])
+    return out
+
+
 def export_store(store: StoreReader, fmt: str, out_dir: str | Path, run_id: int | None = None,
                  cameras: Sequence[str] | None = None, test_fraction: float = 0.5, seed: int = 0) -> dict[str, int]:
-    """Write the store (optionally one run, some cameras) in ``fmt``; returns counts of what was written."""
+    """Write the store (optionally one run, some cameras) in ``fmt``; returns counts of what was written.
+
+    ``out_dir`` must be a new or empty folder (else UserError, as for an unknown run or camera). The
+    export is written into a temporary folder beside it and renamed at the end, so a failed export
+    leaves nothing behind.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty: export to a new or empty folder")
+    store.check_run(run_id)
+    store.check_cameras(cameras)
     tracks = store.tracks(camera=cameras, run_id=run_id)
-    if fmt == "mot":
-        return _export_mot(store, tracks, out)
-    if fmt == "mtmc":
-        return _export_mtmc(store, [t for t in tracks if t.global_id is not None], out)
-    return _export_reid(store, [t for t in tracks if t.global_id is not None and t.n_samples > 0], out,
-                        test_fraction, seed)
+    with atomic_output(out) as tmp:
+        tmp.mkdir()
+        if fmt == "mot":
+            return _export_mot(store, tracks, tmp)
+        if fmt == "mtmc":
+            return _export_mtmc(store, [t for t in tracks if t.global_id is not None], tmp)
+        return _export_reid(store, [t for t in tracks if t.global_id is not None and t.n_samples > 0], tmp,
+                            test_fraction, seed)
 
 
 def _camera_index(tracks, out: Path, limit: int | None = None) -> dict[str, int]:
@@ -80,12 +145,10 @@ def _export_mot(store: StoreReader, tracks, out: Path) -> dict[str, int]:
         for t in cam_tracks:
             mapping.append(f"{cam},{mot_id[t.id]},{t.id},{t.run_id},{t.local_id},"
                            f"{'' if t.global_id is None else t.global_id}")
-        b = store.boxes([t.id for t in cam_tracks])
-        ids = np.array([mot_id[int(t)] for t in b.track_id], np.int64)
-        order = np.lexsort((ids, b.frame))
-        wh = b.xyxy[:, 2:] - b.xyxy[:, :2]
-        lines = [f"{b.frame[k] + 1},{ids[k]},{b.xyxy[k, 0]:.2f},{b.xyxy[k, 1]:.2f},{wh[k, 0]:.2f},{wh[k, 1]:.2f},"
-                 f"{b.confidence[k]:.4f},-1,-1,-1\n" for k in order]
+        b = camera_boxes(store, cam_tracks).get(cam)
+        lines = [] if b is None else [
+            f"{b.frame[k]},{mot_id[int(b.track[k])]},{b.xywh[k, 0]:.2f},{b.xywh[k, 1]:.2f},{b.xywh[k, 2]:.2f},"
+            f"{b.xywh[k, 3]:.2f},{b.confidence[k]:.4f},-1,-1,-1\n" for k in range(len(b.frame))]
         name = _safe_name(cam)
         while name in names:  # two ids that sanitise alike
             name += "_"
@@ -98,10 +161,13 @@ def _export_mot(store: StoreReader, tracks, out: Path) -> dict[str, int]:
 
 def _export_mtmc(store: StoreReader, tracks, out: Path) -> dict[str, int]:
     index = _camera_index(tracks, out)
-    b = store.boxes([t.id for t in tracks])
-    info = {t.id: (index[t.camera_id], t.global_id) for t in tracks}
-    rows = np.array([(*info[int(t)], f + 1) for t, f in zip(b.track_id, b.frame)], np.int64).reshape(-1, 3)
-    xywh = np.rint(np.c_[b.xyxy[:, :2], b.xyxy[:, 2:] - b.xyxy[:, :2]]).astype(np.int64)
+    gid_of = {t.id: t.global_id for t in tracks}
+    rows, xywh = [np.zeros((0, 3), np.int64)], [np.zeros((0, 4), np.int64)]
+    for cam, b in camera_boxes(store, tracks).items():
+        gids = np.array([gid_of[int(t)] for t in b.track], np.int64)
+        rows.append(np.stack([np.full(len(gids), index[cam], np.int64), gids, b.frame], axis=1))
+        xywh.append(np.rint(b.xywh).astype(np.int64))
+    rows, xywh = np.concatenate(rows), np.concatenate(xywh)
     order = np.lexsort((rows[:, 1], rows[:, 2], rows[:, 0]))  # camera, frame, identity
     lines = [f"{rows[k, 0]} {rows[k, 1]} {rows[k, 2]} {xywh[k, 0]} {xywh[k, 1]} {xywh[k, 2]} {xywh[k, 3]} -1 -1\n"
              for k in order]

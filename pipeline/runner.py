@@ -174,7 +174,7 @@ class Runner:
             lock, reader = self._preflight()
             self._build(lock)
             store = self.store
-            self.run_id = store.start_run(config_to_dict(cfg))
+            self.run_id = store.start_run(config_to_dict(cfg) | {"max_frames": self.max_frames})
             fps = {}
             expected = []
             for cam in cfg.cameras:
@@ -283,7 +283,7 @@ class Runner:
     def _step(self, batch: list[Frame]) -> None:
         timer, store, stages = self.timer, self.store, self.stages
         t0 = time.perf_counter()
-        dets = stages.detector([f.image for f in batch])
+        dets = stages.detect(batch)
         t0 = timer.add("detect", t0)
         tracked = [self.trackers[f.camera_id].update(d) for f, d in zip(batch, dets)]
         finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}

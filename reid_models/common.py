@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "UserError", "atomic_output", "decode_image", "encode_jpeg",
            "iso_time", "l2_normalize",
-           "one_line", "parse_time", "quiet_native_stderr", "read_image_bgr"]
+           "one_line", "parse_time", "quiet_native_logs", "read_image_bgr"]
 
 #: File endings read as images (image-folder cameras, re-ID dataset folders, query photos).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -107,80 +107,80 @@ def _cv2():
     return cv2
 
 
-#: Lines the native image/video libraries print on their own (libpng, libjpeg, FFmpeg, OpenCV's logger).
-NATIVE_NOISE = re.compile(r"^(libpng (error|warning)|Premature end of JPEG|Corrupt JPEG data|Invalid SOS|"
-                          r"Not a JPEG file|\[[\w,]+ @ 0x[0-9a-fA-F]+\]|\[ ?(WARN|ERROR|INFO):)")
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Hide what native libraries (libpng, libjpeg, FFmpeg) print to file descriptor 2 inside the block.
-
-    They write straight to the descriptor, around Python's logging, so their lines would come before
-    our one-line errors. Descriptor 2 goes to a temporary file for the block; afterwards every line
-    that is not such library noise (:data:`NATIVE_NOISE`: our own warnings, other threads' output)
-    is written to stderr again, so nothing else is lost. Use it around short calls (opening a
-    source, decoding one image); nested or concurrent blocks (other threads) simply do not capture.
-    """
-    if not _QUIET_LOCK.acquire(blocking=False):
-        yield
-        return
-    try:
-        with _quiet_fd2():
-            yield
-    finally:
-        _QUIET_LOCK.release()
-
-
-_QUIET_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _quiet_fd2() -> Iterator[None]:
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no real descriptor 2 (embedded, pytest capture off)
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not NATIVE_NOISE.match(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
-
-
 def decode_image(data: bytes | np.ndarray, what: str = "image") -> np.ndarray:
     """Encoded bytes (JPEG/PNG/...) -> BGR uint8 (H, W, 3). ImageReadError naming ``what`` otherwise."""
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data)
     if buf.size == 0:
         raise ImageReadError(f"cannot read {what}: it is empty")
-    cv2 = _cv2()
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    image = _cv2().imdecode(buf, _cv2().IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"cannot read {what}: not a decodable image (JPEG, PNG, BMP, TIFF or WebP)")
     return image
 
 
 def read_image_bgr(path: str | Path, what: str = "image") -> np.ndarray:
-    """Decode an image file as BGR uint8 (H, W, 3) with a one-line ImageReadError naming the file."""
+    """Decode an image file as BGR uint8 (H, W, 3) with a one-line ImageReadError naming the file.
+
+    What the native decoders print about a broken file (libpng, libjpeg, OpenCV's log) is held
+    back (:func:`quiet_native_logs`): the error names the file in one line."""
     path = Path(path)
     label = f"{what} {path}"
     if not path.is_file():
         raise ImageReadError(f"cannot read {label}: no such file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"cannot read {label}: file is empty")
-    return decode_image(np.fromfile(str(path), np.uint8), label)
+    data = np.fromfile(str(path), np.uint8)
+    with quiet_native_logs():
+        return decode_image(data, label)
+
+
+# Lines native decoders write to stderr: libpng/libjpeg/libtiff messages, OpenCV's and FFmpeg's logs.
+_NATIVE_LOG = re.compile(rb"^(libpng (warning|error)|Corrupt JPEG|Premature end of JPEG|Invalid SOS|JPEG datastream|"
+                         rb"TIFF\w*:|\[ ?(WARN|ERROR|INFO|DEBUG):|\[\w+ @ 0x[0-9a-f]+\])")
+_quiet_lock = threading.Lock()
+_quiet_state: dict = {"depth": 0, "saved": -1, "capture": None}
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Hold back what C libraries write to file descriptor 2 while the body runs (decoder warnings
+    that would precede our one-line error); other lines written meanwhile (other threads) are passed
+    on afterwards. Re-entrant across threads: the first to enter redirects, the last to leave restores."""
+    with _quiet_lock:
+        active = _quiet_state["depth"] > 0
+        if not active:
+            try:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                capture = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(capture.fileno(), 2)
+                _quiet_state.update(saved=saved, capture=capture)
+                active = True
+            except (OSError, ValueError):  # no usable fd 2: nothing to silence
+                pass
+        if active:
+            _quiet_state["depth"] += 1
+    try:
+        yield
+    finally:
+        if active:
+            _release_quiet()
+
+
+def _release_quiet() -> None:
+    with _quiet_lock:
+        _quiet_state["depth"] -= 1
+        if _quiet_state["depth"]:
+            return
+        saved, capture = _quiet_state["saved"], _quiet_state["capture"]
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.seek(0)
+        kept = b"".join(line for line in capture.read().splitlines(keepends=True) if not _NATIVE_LOG.match(line))
+        capture.close()
+        if kept:
+            os.write(2, kept)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85, height: int | None = None) -> bytes:

@@ -129,18 +129,30 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """``name``: sgd | adam | adamw. ``bias_lr_factor`` multiplies the lr of bias parameters."""
+    """``name``: sgd | adam | adamw. Per-parameter settings (one optimizer param group each):
+
+    - ``bias_lr_factor`` multiplies the lr of bias parameters;
+    - ``backbone_lr_factor`` multiplies the lr of the model's ``backbone`` submodule (the pretrained
+      trunk; PCB trains it at 0.1x), the head keeps ``lr``; 1.0 = one lr for all;
+    - ``no_decay_norm_bias``: no weight decay on 1-d parameters (norm weights and biases, biases, GeM's
+      p, attention gates, layer scales). Off by default: the papers' reference code (BoT, PCB,
+      torchreid) decays every parameter, and the recipes follow it.
+    """
 
     name: str
     lr: float
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bias_lr_factor: float = 1.0
+    backbone_lr_factor: float = 1.0
+    no_decay_norm_bias: bool = False
 
     def __post_init__(self) -> None:
         _require(self.name in ("sgd", "adam", "adamw"), "name", f"{self.name!r} is not one of sgd, adam, adamw")
         _check_numbers(self)
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(self.backbone_lr_factor > 0, "backbone_lr_factor",
+                 f"must be > 0 (1.0 = the backbone trains at lr), got {self.backbone_lr_factor}")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ def build_train_loader(
     """P x K train loader (P = batch_size / num_instances); ``transforms`` is a callable or an
     options dict for build_transforms(train=True). ``seed`` fixes the sampling order and the
     worker seeds; augmentation in the main process (num_workers=0) follows torch's global seed.
+    Workers are started anew each epoch with seeds drawn from ``loader.generator``: reseeding it per
+    epoch (the trainer does) makes an epoch's augmentation independent of the epochs before it.
     """
     items = dataset.train if isinstance(dataset, ReIDDataset) else list(dataset)
     if not items:
@@ -91,7 +93,7 @@ def build_train_loader(
         num_workers=num_workers,
         drop_last=True,
         pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
+        persistent_workers=False,  # persistent workers would carry their RNG streams across epochs
         generator=torch.Generator().manual_seed(seed),
     )
 

@@ -164,7 +164,10 @@ class GenericEmbedder(nn.Module):
 
     def cnn_part(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised -> (B, 1280 * (1 + stripes)) with unit L2 norm."""
-        fmap = self.features(x)
+        return self.pool_cnn(self.features(x))
+
+    def pool_cnn(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Last feature map (B, 1280, h, w) -> (B, 1280 * (1 + stripes)) with unit L2 norm."""
         blocks = [fmap.mean((2, 3))]
         if self.stripes:
             blocks += list(F.adaptive_avg_pool2d(fmap, (self.stripes, 1)).flatten(2).unbind(2))
@@ -179,8 +182,12 @@ class GenericEmbedder(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised -> (B, DIM) float32 with unit L2 norm."""
-        cnn = self.cnn_part(x).float()
-        return torch.cat([cnn, self.colour_part(x)], 1) / math.sqrt(2.0)
+        return self.fuse(self.cnn_part(x), self.colour_part(x))
+
+    @staticmethod
+    def fuse(cnn: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        """Unit-norm CNN part (B, Dc) and colour part (B, Dh) -> (B, Dc + Dh) float32 with equal weight, unit norm."""
+        return torch.cat([cnn.float(), colour.float()], 1) / math.sqrt(2.0)
 
     @staticmethod
     def dim_for(stripes: int) -> int:

@@ -1,7 +1,7 @@
 """Train a re-ID network with one paper's recipe (torchvision-references style).
 
     python -m reid_models.train --config configs/reid/bot_r50.yaml --data-root DATA \
-        --dataset market1501 [--epochs N] [--device auto|cpu|cuda] [--output DIR] \
+        --dataset market1501 [--dataset-option KEY=VALUE] [--epochs N] [--device auto|cpu|cuda] [--output DIR] \
         [--resume CKPT] [--pretrained PATH|download|none] [--eval-every N] [--set KEY=VALUE] \
         [--init CKPT] [--batch-size N] [--num-workers N] [--input-size H W] [--max-iters N]
 
@@ -36,6 +36,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                                        "(optional with --resume: the checkpoint's recipe)")
     parser.add_argument("--data-root", required=True, help="folder holding the dataset")
     parser.add_argument("--dataset", required=True, help="market1501 | dukemtmc | cuhk03 | msmt17 | custom ...")
+    parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="reader option, e.g. include_val=true (MSMT17: train on list_train + list_val), "
+                             "version=v2; repeatable")
     parser.add_argument("--epochs", type=int, default=None, help="override schedule.epochs")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--output", default=None, help="run folder (default runs/reid/<config>-<dataset>)")

@@ -71,3 +71,47 @@ def demo_run(make_demo_yaml, tmp_path_factory):
     cams = make_demo_yaml(root / "cams.yaml", db=root / "demo.db")
     summary = run_pipeline(cams, device="cpu", save_video=root / "video", progress=False)
     return SimpleNamespace(yaml=cams, db=root / "demo.db", summary=summary, video_dir=root / "video")
+
+
+# ---------------------------------------------------------------------------------------------
+# A read-only filesystem for the read-side tests (store on a CD, a read-only mount or share).
+# ---------------------------------------------------------------------------------------------
+def _try(*cmd: str) -> bool:
+    import subprocess
+
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.fixture
+def read_only_view(tmp_path_factory):
+    """``read_only_view(folder) -> (path, how)``: ``folder``'s files where nothing can be created.
+
+    Root ignores permission bits, so as root it is a read-only bind mount of the folder (``mount
+    --bind`` + ``remount,ro``), else the folder made immutable (``chattr +i``); as another user the
+    folder loses its write bits. Skips, naming why, when none of these is possible. Undone after the test."""
+    undo: list[tuple[str, ...]] = []
+
+    def view(folder: Path) -> tuple[Path, str]:
+        folder = Path(folder)
+        if os.geteuid() != 0:
+            mode = folder.stat().st_mode
+            folder.chmod(0o555)
+            undo.append(("chmod", oct(mode & 0o7777)[2:], str(folder)))
+            return folder, "chmod a-w (not root)"
+        mnt = tmp_path_factory.mktemp("ro_mount")
+        if _try("mount", "--bind", str(folder), str(mnt)):
+            undo.append(("umount", str(mnt)))
+            if _try("mount", "-o", "remount,ro,bind", str(mnt)):
+                return mnt, "read-only bind mount"
+        if _try("chattr", "+i", str(folder)):
+            undo.append(("chattr", "-i", str(folder)))
+            return folder, "chattr +i"
+        pytest.skip("cannot make a read-only folder here (no mount --bind/remount,ro nor chattr +i as root)")
+
+    yield view
+    for cmd in reversed(undo):
+        if not _try(*cmd):
+            raise RuntimeError(f"could not undo {' '.join(cmd)}")

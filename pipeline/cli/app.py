@@ -4,8 +4,12 @@
                            [--max-frames N] [--save-video DIR]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D]
-    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID]
+    python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
+    python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
+    python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
+    python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
+    python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
 another run is writing, a camera that delivers no frame) prints one line ``error: ...`` on stderr
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
 from reid_models.common import parse_time
 
-from .commands import CliError, cmd_bench, cmd_export, cmd_query, cmd_run
+from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "main", "time_argument"]
 
@@ -49,6 +53,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _gt_argument(text: str) -> tuple[str, str]:
+    """argparse type for --gt CAMERA=PATH."""
+    camera, sep, path = text.partition("=")
+    if not sep or not camera.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected CAMERA=PATH (like north=gt/gt.txt), got {text!r}")
+    return camera.strip(), path.strip()
 
 
 def _set_quiet_env() -> None:
@@ -88,15 +100,53 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", required=True, choices=("mot", "mtmc", "reid"))
     e.add_argument("--out", required=True, metavar="DIR")
     e.add_argument("--run", type=_positive_int, metavar="ID", help="only this run of the store")
+    e.add_argument("--camera", nargs="+", action="extend", metavar="ID", help="only these cameras")
     e.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras")
-    b.add_argument("--frames", type=_positive_int, default=30, metavar="N", help="frames per camera (default 30)")
+    v = sub.add_parser("eval", help="score a run against MOTChallenge ground truth (HOTA, MOTA, IDF1, ...)")
+    v.add_argument("--db", required=True, help="store written by `run`")
+    v.add_argument("--gt", required=True, type=_gt_argument, action="append", metavar="CAMERA=PATH",
+                   help="MOTChallenge gt.txt of a camera (1-based source frames); repeat per camera")
+    v.add_argument("--run", type=_positive_int, metavar="ID", help="run to score (default: the last)")
+    v.add_argument("--out", default="eval_results", metavar="DIR",
+                   help="metrics.json and <camera>_identity.png (default eval_results)")
+    v.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras; "
+                                     "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers")
+    b.add_argument("--accuracy", action="store_true",
+                   help="score the pipeline and peer trackers on the demo clip against its MOTChallenge ground "
+                        "truth (../shared/data/mot15/PETS09-S2L1)")
+    b.add_argument("--frames", type=_positive_int, default=None, metavar="N",
+                   help="frames per camera (default 30; --accuracy: the whole clip)")
+    b.add_argument("--out", default=None, metavar="DIR", help="--accuracy: folder for bench.json (default runs/bench)")
     b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 2, 4], metavar="N")
     b.add_argument("--device", default="auto")
     b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
     b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")
     b.set_defaults(func=cmd_bench)
+
+    a = sub.add_parser("adapt", help="fine-tune the re-ID network on the store's own tracks (a site model)")
+    a.add_argument("--db", required=True, help="store written by `run` (its source videos are read again)")
+    a.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
+    a.add_argument("--base", default="default", metavar="CKPT", help="start from: default (generic) or a .pt")
+    a.add_argument("--epochs", type=_positive_int, metavar="N", help="passes over the crops")
+    a.add_argument("--cluster", action="store_true", help="merge tracks into cross-camera identities each epoch")
+    a.add_argument("--negatives", choices=("cooccurring", "all"), help="which identities a crop is pushed from")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_adapt)
+
+    m = sub.add_parser("reembed", help="recompute every stored sample with another embedder, then re-associate")
+    m.add_argument("--db", required=True)
+    m.add_argument("--checkpoint", required=True, metavar="CKPT", help="a reid_models .pt, or default")
+    m.add_argument("--threshold", type=float, metavar="T",
+                   help="association threshold for the new embedder (default: the checkpoint's suggestion, "
+                        "else the last run's)")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--batch", type=_positive_int, default=256, metavar="N", help="samples per committed batch")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_reembed)
     return p
 
 

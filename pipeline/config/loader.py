@@ -205,6 +205,8 @@ def _camera(ctx: _Ctx, p: str, item: Any) -> schema.CameraConfig:
     except FieldError as e:
         ctx.fail(f"{p}.id", e.problem)
     m["source"] = ctx.source(f"{p}.source", m["source"])
+    if m.get("detections") is not None:
+        m["detections"] = ctx.file(f"{p}.detections", m["detections"])
     return ctx.build(p, schema.CameraConfig, m)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checks as c
+from .detections import DetectionFileError, read_detection_file
 
 __all__ = ["AssociationConfig", "CameraConfig", "DetectorConfig", "EmbedderConfig", "PipelineConfig", "StoreConfig",
            "TrackerConfig", "TransitRule"]
@@ -29,6 +30,10 @@ class CameraConfig:
     stride: keep every Nth frame. start_frame / end_frame: files/folders: source frame range [start, end).
     roi: (x1, y1, x2, y2) pixels to crop, or None for the full frame.
     reconnect: live sources reconnect with exponential back-off.
+    detections: files/folders: a MOTChallenge det.txt (frame = source frame + 1, full-frame pixels) whose
+        boxes replace the detector for this camera (public detections). Every box is used, whatever its
+        score: detector.confidence does not apply; the tracker's thresholds decide, as in MOTChallenge's
+        public-detection protocol. With a roi, boxes whose centre is inside it are kept, cut to it.
     """
 
     id: str
@@ -40,13 +45,14 @@ class CameraConfig:
     end_frame: int | None = None
     roi: tuple[int, int, int, int] | None = None
     reconnect: bool = True
+    detections: str | None = None
 
     def __post_init__(self) -> None:
         o = "CameraConfig"
         c.camera_id(o, "id", self.id)
         _set(self, "source", c.source(o, "source", self.source))
         if self.is_live:
-            for key in ("fps", "start_time", "start_frame", "end_frame"):
+            for key in ("fps", "start_time", "start_frame", "end_frame", "detections"):
                 if getattr(self, key) not in (None, 0):
                     c.fail(o, key, "only applies to video files and image folders; live sources "
                                    "(URL, webcam) are stamped with wall-clock time: remove it")
@@ -59,6 +65,12 @@ class CameraConfig:
         _set(self, "stride", c.integer(o, "stride", self.stride, lo=1))
         _set(self, "roi", c.roi(o, "roi", self.roi))
         c.boolean(o, "reconnect", self.reconnect)
+        _set(self, "detections", c.optional_path(o, "detections", self.detections))
+        if self.detections is not None:  # a missing or malformed det.txt stops here, at config load
+            try:
+                read_detection_file(self.detections)
+            except DetectionFileError as e:
+                c.fail(o, "detections", str(e))
 
     @property
     def kind(self) -> str:

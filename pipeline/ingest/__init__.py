@@ -1,5 +1,6 @@
 """Camera ingestion: source objects (:mod:`.sources`: video files, image folders, URLs, webcams) read
 by one thread per camera (:mod:`.reader`) into bounded queues, batched across cameras."""
+from .frames import read_frames, source_readable
 from .reader import CameraReader, MultiCameraReader
 from .sources import (
     DEFAULT_FOLDER_FPS,
@@ -15,4 +16,4 @@ from .sources import (
 
 __all__ = ["DEFAULT_FOLDER_FPS", "CameraReader", "ImageFolderSource", "IngestError", "LiveSource",
            "MultiCameraReader", "ReaderStats", "VideoFileSource", "list_images", "make_source",
-           "seek_frame"]
+           "read_frames", "seek_frame", "source_readable"]

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import CameraConfig
-from reid_models.common import IMAGE_EXTENSIONS, ImageReadError, quiet_native_stderr, read_image_bgr
+from reid_models.common import IMAGE_EXTENSIONS, ImageReadError, quiet_native_logs, read_image_bgr
 
 log = logging.getLogger("pipeline.ingest")  # the ingestion logger, shared with CameraReader
 
@@ -107,7 +107,7 @@ class VideoFileSource(_Source):
     yields (source index, image) of the kept frames and releases the file at the end."""
 
     def open(self) -> None:
-        with quiet_native_stderr():  # FFmpeg's own lines would come before our one-line IngestError
+        with quiet_native_logs():  # FFmpeg's own lines would come before our one-line IngestError
             self._open()
 
     def _open(self) -> None:
@@ -170,7 +170,7 @@ class ImageFolderSource(_Source):
     range (IngestError if none), ``frames()`` yields (index in the folder, image)."""
 
     def open(self) -> None:
-        with quiet_native_stderr():  # libpng/libjpeg lines of unreadable images
+        with quiet_native_logs():  # libpng/libjpeg lines of unreadable images
             self._open()
 
     def _open(self) -> None:

@@ -17,10 +17,25 @@ from datetime import date, datetime
 
 import numpy as np
 
+from pipeline.config import EmbedderConfig
 from pipeline.store import StoreReader
-from reid_models.common import iso_time, l2_normalize, parse_time
+from reid_models.common import UserError, iso_time, l2_normalize, parse_time
 
 TimeLike = float | int | str | datetime | date | None
+
+MIN_QUERY_HEIGHT: int = EmbedderConfig().min_height
+"""Smallest query crop height, pixels: the default sampling ``min_height``, so a query is never smaller
+than the crops a default run embeds (a 1x1 image would still be ranked). The smallest width is
+``MIN_QUERY_HEIGHT // 4`` (a person crop is about 0.4 as wide as high)."""
+
+
+def check_query_crop(image: np.ndarray, what: str) -> None:
+    """UserError if the (H, W, 3) query crop is below MIN_QUERY_HEIGHT x MIN_QUERY_HEIGHT // 4 pixels."""
+    h, w = image.shape[:2]
+    min_w = MIN_QUERY_HEIGHT // 4
+    if h < MIN_QUERY_HEIGHT or w < min_w:
+        raise UserError(f"{what} is {w}x{h} pixels, below the {min_w}x{MIN_QUERY_HEIGHT} (WxH) minimum for a "
+                        "person crop: pass a larger crop of the person")
 
 
 @dataclass(frozen=True)
@@ -66,9 +81,11 @@ def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequ
                   since: TimeLike = None, until: TimeLike = None, top: int = 10, by: str = "max") -> list[Sighting]:
     """Top ``top`` identities for a (D,) query embedding, every filtered track of each listed.
 
-    cameras: keep tracks of these camera ids; since/until: keep tracks overlapping the window
-    (epoch seconds, datetime or ISO string). Returns sightings ordered by rank, then track score.
+    cameras: keep tracks of these camera ids (an id the store lacks is a UserError naming those it
+    has); since/until: keep tracks overlapping the window (epoch seconds, datetime or ISO string).
+    Returns sightings ordered by rank, then track score.
     """
+    store.check_cameras(cameras)
     q = np.asarray(query_embedding, np.float32).reshape(-1)
     if q.shape[0] != store.embedding_dim:
         raise ValueError(f"query embedding has {q.shape[0]} dims, store {store.path} holds "

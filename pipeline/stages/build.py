@@ -1,41 +1,67 @@
 """``build_stages(cfg, device)``: every per-frame stage of a run, each from its own config section."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.config import PipelineConfig, TrackerConfig
+from pipeline.types import Detections, Frame
 
 from .detect import PersonDetector
 from .embed import Embedder
+from .public import PublicDetections
 from .sampling import TrackSampler
 from .track import ByteTracker
 
 
 @dataclass
 class Stages:
-    """The stages of one run. Trackers are per camera and need its frame rate: :meth:`tracker`."""
+    """The stages of one run. Trackers are per camera and need its frame rate: :meth:`tracker`.
 
-    detector: PersonDetector
+    detector: the YOLO detector, None when every camera has public detections (``detections:``).
+    public: camera id -> its PublicDetections, for the cameras that have them.
+    """
+
+    detector: PersonDetector | None
     embedder: Embedder
     sampler: TrackSampler
     tracker_config: TrackerConfig
+    public: dict[str, PublicDetections] = field(default_factory=dict)
 
     def tracker(self, frame_rate: float) -> ByteTracker:
         """A new tracker (own id counter) for a camera delivering ``frame_rate`` frames/s."""
         return ByteTracker(self.tracker_config, frame_rate=frame_rate)
 
+    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
+        """One Detections per frame (same order): public-detection cameras from their file, the other
+        frames in one detector batch."""
+        out: list[Detections | None] = [None] * len(frames)
+        batch = []
+        for k, f in enumerate(frames):
+            if f.camera_id in self.public:
+                out[k] = self.public[f.camera_id].detect(f)
+            else:
+                batch.append(k)
+        if batch:
+            for k, d in zip(batch, self.detector([frames[k].image for k in batch])):
+                out[k] = d
+        return out  # type: ignore[return-value]
+
     def warmup(self, shape: tuple[int, int] | None, batch: int) -> None:
         """One throw-away detector batch of ``batch`` (H, W) frames and one embedder call, so that stage
         timings show steady-state cost."""
-        self.detector.warmup(shape, batch=batch)
+        if self.detector is not None:
+            self.detector.warmup(shape, batch=batch)
         self.embedder([np.zeros((128, 64, 3), np.uint8)])
 
 
 def build_stages(cfg: PipelineConfig, device: str = "auto") -> Stages:
-    """Load the embedder and the detector on ``device`` ('auto' | 'cpu' | 'cuda[:N]') and make the sampler."""
+    """Load the embedder and the detector (unless every camera has public detections) on ``device``
+    ('auto' | 'cpu' | 'cuda[:N]'), read the cameras' det.txt files and make the sampler."""
     embedder = Embedder(cfg.embedder, device)
-    detector = PersonDetector(cfg.detector, device)
+    public = {cam.id: PublicDetections(cam) for cam in cfg.cameras if cam.detections is not None}
+    detector = None if len(public) == len(cfg.cameras) else PersonDetector(cfg.detector, device)
     return Stages(detector=detector, embedder=embedder, sampler=TrackSampler(cfg.embedder),
-                  tracker_config=cfg.tracker)
+                  tracker_config=cfg.tracker, public=public)

@@ -85,12 +85,16 @@ class Embedder:
             out[i] = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1]
         return out
 
+    def to_tensor(self, batch: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 RGB (see :meth:`preprocess`) -> (B, 3, H, W) network input on the device,
+        normalised as the checkpoint was trained (channels_last, fp16 on CUDA)."""
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        return x.to(self._mean.dtype).sub_(self._mean).div_(self._std).contiguous(memory_format=torch.channels_last)
+
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 RGB -> (B, D) float32 unit-norm."""
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        x = x.to(self._mean.dtype).sub_(self._mean).div_(self._std).contiguous(memory_format=torch.channels_last)
-        out = self.model(x)
+        out = self.model(self.to_tensor(batch))
         out = torch.nn.functional.normalize(out.embedding.float().flatten(1), dim=1)
         return out.cpu().numpy()
 

@@ -5,6 +5,7 @@ read-only; both speak in backend-neutral types (:mod:`.base`). Today's backend i
 (:mod:`.schema` holds its versioned schema); another backend (PostgreSQL) plugs in here with the
 same writer and reader methods. Nothing outside this package writes SQL.
 """
+from . import restage
 from .base import Boxes, RunCounts, Samples, StoreBusyError, StoreError, StoreWriteError, TrackRecord, require_store
 from .lock import WriterLock, check_writable
 from .reader import StoreReader
@@ -13,4 +14,4 @@ from .writer import TrackStore
 
 __all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreBusyError", "StoreError",
            "StoreReader", "StoreWriteError", "TrackRecord", "TrackStore", "WriterLock", "check_writable",
-           "require_store"]
+           "require_store", "restage"]

@@ -2,8 +2,9 @@
 the runner's summary.
 
 ``StoreReader(path)`` opens a store read-only (it never writes, so it may read while a run is
-writing); :attr:`pipeline.store.writer.TrackStore.reader` is a StoreReader over the writer's own
-connection, which also sees the writer's uncommitted rows. Rows come back as
+writing, or from a read-only filesystem, see :func:`_connect_readonly`);
+:attr:`pipeline.store.writer.TrackStore.reader` is a StoreReader over the writer's own connection,
+which also sees the writer's uncommitted rows. Rows come back as
 :class:`~pipeline.store.base.TrackRecord` or as parallel numpy arrays (``Samples``, ``Boxes``).
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reid_models.common import UserError
+
 from . import schema
 from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord, require_store
 
@@ -25,6 +28,25 @@ _TRACK_COLS = ("id, run_id, camera_id, local_id, start_time, end_time, start_fra
 
 def _in_clause(column: str, values: Sequence) -> tuple[str, list]:
     return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """``mode=ro``, or ``immutable=1`` where a read-only folder (read-only mount, CD, ``chattr +i``)
+    keeps SQLite from creating the WAL index (``-shm``) that ``mode=ro`` needs. A leftover ``-wal``
+    file there (its writer was killed) holds rows ``immutable`` would miss: refused in one line."""
+    con = schema.connect(path, readonly=True)
+    try:
+        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return con
+    except sqlite3.DatabaseError as e:
+        con.close()
+        if "unable to open" not in str(e):
+            raise schema.database_error(path, e) from None
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise StoreError(f"cannot open store {path} read-only: its folder is read-only and {wal.name} holds rows "
+                         "not yet in the store file; copy the store with its -wal file to a writable folder")
+    return schema.connect(path, readonly=True, immutable=True)
 
 
 class StoreReader:
@@ -37,7 +59,7 @@ class StoreReader:
 
     def __init__(self, path: str | Path) -> None:
         path = require_store(path)
-        con = schema.connect(path, readonly=True)
+        con = _connect_readonly(path)
         try:
             version = schema.schema_version(con, path)
             schema.check_version(version, path, can_migrate=False)
@@ -77,6 +99,26 @@ class StoreReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # ---------------------------------------------------------------- argument checks
+    def check_cameras(self, cameras: str | Sequence[str] | None) -> None:
+        """UserError naming the camera ids the store does not have (and those it has); None passes."""
+        if cameras is None:
+            return
+        wanted = [cameras] if isinstance(cameras, str) else list(cameras)
+        known = [c for c, _, _ in self.cameras()]
+        unknown = [c for c in dict.fromkeys(wanted) if c not in known]
+        if unknown:
+            has = f"the store has {', '.join(known)}" if known else "the store has no cameras yet"
+            raise UserError(f"unknown camera{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; {has}")
+
+    def check_run(self, run_id: int | None) -> None:
+        """UserError if the store has no run ``run_id`` (naming the runs it has); None passes."""
+        if run_id is None:
+            return
+        runs = [r for r, _, _, _ in self.runs()]
+        if int(run_id) not in runs:
+            raise UserError(f"no run {run_id} (runs: {', '.join(map(str, runs)) or 'none'}) in store {self.path}")
 
     # ---------------------------------------------------------------- tracks
     def tracks(self, camera: str | Sequence[str] | None = None, since: float | None = None,

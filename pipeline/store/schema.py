@@ -56,16 +56,39 @@ CREATE TABLE links (
 CREATE INDEX links_track ON links(track_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2_EMBEDDERS = """
+CREATE TABLE embedders (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL,
+                        spec TEXT NOT NULL, created REAL NOT NULL);
+INSERT INTO embedders(name, dim, spec, created)
+    SELECT (SELECT value FROM meta WHERE key='embedder_id'), (SELECT value FROM meta WHERE key='embedding_dim'),
+           COALESCE((SELECT value FROM meta WHERE key='embedder_spec'), '{}'), strftime('%s', 'now')
+    WHERE EXISTS (SELECT 1 FROM meta WHERE key='embedder_id');
+ALTER TABLE samples ADD COLUMN embedder_id INTEGER REFERENCES embedders(id);
+ALTER TABLE samples ADD COLUMN embedded_from TEXT NOT NULL DEFAULT 'run';
+UPDATE samples SET embedder_id=(SELECT id FROM embedders ORDER BY id LIMIT 1);
+CREATE TABLE pending_embeddings (
+    sample_id INTEGER PRIMARY KEY REFERENCES samples(id),
+    embedder_id INTEGER NOT NULL REFERENCES embedders(id),
+    embedding BLOB NOT NULL, embedded_from TEXT NOT NULL);
+"""
+"""v2: which embedder made each sample vector (``embedders``, ``samples.embedder_id``; ``embedded_from``:
+``run`` = the live crop, ``video`` = re-read from the source, ``thumbnail`` = the stored thumbnail) and
+``pending_embeddings``, where ``reembed`` stages the new vectors until it swaps them all in at once."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS)
 """SQL scripts; ``MIGRATIONS[k]`` migrates version k to k + 1 (version 0 = an empty database)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (the store issues BEGIN/COMMIT itself); StoreError if it cannot open."""
+def connect(path: Path, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (the store issues BEGIN/COMMIT itself); StoreError if it cannot open.
+
+    immutable (read-only only): SQLite's ``immutable=1``: no locks, no ``-shm`` file, the ``-wal``
+    file ignored; for a store on a read-only filesystem, where ``mode=ro`` cannot create the ``-shm``."""
     try:
         if readonly:
-            return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+            query = "?mode=ro&immutable=1" if immutable else "?mode=ro"
+            return sqlite3.connect(path.resolve().as_uri() + query, uri=True, isolation_level=None,
                                    check_same_thread=False, timeout=10.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -131,3 +154,10 @@ def migrate(con: sqlite3.Connection, version: int, meta: dict[str, str] | None =
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def embedder_row(con: sqlite3.Connection, name: str, dim: int, spec: str) -> int:
+    """The ``embedders`` row of an embedder (created if absent); its id."""
+    con.execute("INSERT OR IGNORE INTO embedders(name, dim, spec, created) VALUES (?, ?, ?, strftime('%s', 'now'))",
+                (name, int(dim), spec))
+    return int(con.execute("SELECT id FROM embedders WHERE name=?", (name,)).fetchone()[0])

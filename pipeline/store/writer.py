@@ -96,13 +96,15 @@ class TrackStore:
 
     config: the ``store`` section (path, thumbnail_height, commit_interval). Creates the store (and
     its folder) if absent, migrates an older schema, and refuses a store built with another
-    embedder or dimension with :class:`StoreError`. :attr:`reader` reads it, uncommitted rows included.
+    embedder or dimension with :class:`StoreError`; ``embedder_id=None`` opens an existing store with
+    the embedder it holds (re-embedding with another one: :mod:`.restage`). :attr:`reader` reads it,
+    uncommitted rows included.
     writer_lock: the store's lock when the caller took it already (the runner does, before loading
     models); otherwise it is taken here (StoreBusyError while another writer holds it). Either way
     the store releases it in :meth:`close` (and when opening fails).
     """
 
-    def __init__(self, config: StoreConfig, embedder_id: str, embedding_dim: int,
+    def __init__(self, config: StoreConfig, embedder_id: str | None, embedding_dim: int | None,
                  embedder_spec: dict | None = None, writer_lock: WriterLock | None = None) -> None:
         if not isinstance(config, StoreConfig):
             raise TypeError(f"TrackStore takes a StoreConfig, got {type(config).__name__}")
@@ -129,7 +131,7 @@ class TrackStore:
             self._writer_lock.release()
             raise
         try:
-            self._setup(embedder_id, int(embedding_dim), embedder_spec)
+            self._setup(embedder_id, None if embedding_dim is None else int(embedding_dim), embedder_spec)
         except sqlite3.DatabaseError as e:
             self._con.close()
             self._writer_lock.release()
@@ -143,6 +145,8 @@ class TrackStore:
     # ---------------------------------------------------------------- opening
     def _setup(self, embedder_id: str, embedding_dim: int, embedder_spec: dict | None) -> None:
         con = self._con
+        if embedder_id is None and not schema.tables(con):  # "the store's own embedder" needs a store
+            raise StoreError(f"no store at {self.path}: run `python -m pipeline run` first or check --db")
         if not schema.tables(con):
             schema.create(con, {"embedder_id": embedder_id, "embedding_dim": str(embedding_dim),
                                 "embedder_spec": json.dumps(embedder_spec or {})})
@@ -155,6 +159,8 @@ class TrackStore:
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute("PRAGMA foreign_keys=ON")
         meta = dict(con.execute("SELECT key, value FROM meta"))
+        if embedder_id is None:  # open with the embedder the store holds (reembed, maintenance)
+            embedder_id, embedding_dim = meta["embedder_id"], int(meta["embedding_dim"])
         if embedder_id != meta["embedder_id"]:
             raise StoreError(f"store {self.path} was built with embedder {meta['embedder_id']}; this run uses "
                              f"{embedder_id}: use another --db or the same embedder")
@@ -162,6 +168,7 @@ class TrackStore:
             raise StoreError(f"store {self.path} holds {meta['embedding_dim']}-d embeddings; this embedder gives "
                              f"{embedding_dim}-d: use another --db or the same embedder")
         self.embedding_dim = embedding_dim
+        self.embedder_pk = schema.embedder_row(con, embedder_id, embedding_dim, meta.get("embedder_spec", "{}"))
 
     def __enter__(self) -> TrackStore:
         return self
@@ -312,9 +319,9 @@ class TrackStore:
                 x1, y1, x2, y2 = _full_frame(frame, tracks.xyxy[i])
                 thumb = None if crops[k] is None else encode_jpeg(crops[k], height=self.config.thumbnail_height)
                 out.append((st.pk, frame.index, frame.timestamp, x1, y1, x2, y2, float(tracks.confidence[i]),
-                            _blob(emb[k]), thumb))
+                            _blob(emb[k]), thumb, self.embedder_pk))
             con.executemany("INSERT INTO samples(track_id, frame, time, x1, y1, x2, y2, confidence, embedding, "
-                            "thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+                            "thumbnail, embedder_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
             self._pending.samples += len(out)
 
     def end_tracks(self, camera_id: str, local_ids: Iterable[int]) -> None:

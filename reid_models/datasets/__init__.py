@@ -56,13 +56,34 @@ def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     reader = DATASETS[name]
-    allowed = [p for p in inspect.signature(reader).parameters if p != "root"]
+    params = {k: p for k, p in inspect.signature(reader).parameters.items() if k != "root"}
+    allowed = list(params)
     unknown = [key for key in options if key not in allowed]
     if unknown:
         raise ValueError(
             f"dataset {name!r} has no option {unknown[0]!r}; options: {', '.join(allowed) or '(none)'}"
         )
+    for key, value in options.items():
+        if isinstance(params[key].default, bool) and not isinstance(value, bool):
+            raise ValueError(f"dataset {name!r} option {key} is true or false, got {value!r}")
     return reader(root, **options)
 
 
-__all__ = ["DATASETS", "DatasetLayoutError", "Item", "ReIDDataset", "build_dataset"]
+def parse_dataset_options(assignments: list[str]) -> dict:
+    """``["include_val=true", "version=v2"]`` (``--dataset-option``) -> ``{"include_val": True, "version": "v2"}``;
+    values are read as YAML scalars. ValueError for an item without ``=``."""
+    import yaml
+
+    options = {}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--dataset-option expects KEY=VALUE such as include_val=true, got {text!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            options[key.strip()] = raw
+    return options
+
+
+__all__ = ["DATASETS", "DatasetLayoutError", "Item", "ReIDDataset", "build_dataset", "parse_dataset_options"]

@@ -2,7 +2,8 @@
 optimizer and lr schedule, resume and ``--init``, and the model/criterion built from a recipe.
 
 ``main`` takes the parsed arguments of ``python -m reid_models train`` (see reid_models/train.py
-for them). Every epoch writes ``last.pt`` (model, optimizer, scheduler, scaler, epoch) and, after
+for them). Every epoch writes ``last.pt`` (model, optimizer, scheduler, scaler, epoch, RNG states:
+``--resume`` continues with the augmentation an uninterrupted run would draw) and, after
 each evaluation, ``best.pt`` (highest mAP without re-ranking), ``metrics.json``, ``cmc.png`` and
 ``ranked_results.png``; ``log.jsonl`` has one line per epoch. On CUDA: autocast (bf16, or fp16
 with a GradScaler) and channels_last. Bad input raises an error of the ValueError family
@@ -32,9 +33,9 @@ from ..registry import create_model
 from ..runtime import resolve_amp
 from .evaluator import evaluate, format_metrics, resolve_device
 
-__all__ = ["LRFactor", "build_loss_optimizer", "build_model", "build_optimizer", "build_scheduler", "feature_dims",
-           "init_weights", "main", "model_kwargs_for", "restore_scheduler",
-           "train_one_epoch"]
+__all__ = ["LRFactor", "build_loss_optimizer", "build_model", "build_optimizer", "build_scheduler", "epoch_seed",
+           "feature_dims", "init_weights", "load_dataset", "main", "model_kwargs_for", "param_groups",
+           "restore_rng_state", "restore_scheduler", "rng_state", "train_one_epoch"]
 
 
 class LRFactor:
@@ -58,14 +59,40 @@ class LRFactor:
         return self.gamma ** bisect.bisect_right(self.milestones, epoch)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD/Adam/AdamW over the model; biases get ``lr * bias_lr_factor``."""
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups, each ``{"name", "params", "lr", "weight_decay"}``.
+
+    A parameter's group is (backbone?, bias?, no decay?): ``backbone.*`` parameters get
+    ``lr * backbone_lr_factor`` (split off only when the factor is not 1), biases ``lr * bias_lr_factor``,
+    and with ``no_decay_norm_bias`` every 1-d parameter (norms, biases, GeM p) gets no weight decay.
+    Head weights come first (``param_groups[0]["lr"]`` is the base lr); with the default optimizer
+    settings the groups are (weights, biases) as in checkpoints of earlier versions.
+    """
     opt = cfg.optimizer
-    weights = [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith(".bias")]
-    biases = [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(".bias")]
-    groups = [{"params": weights, "lr": opt.lr},
-              {"params": biases, "lr": opt.lr * opt.bias_lr_factor}]
-    groups = [g for g in groups if g["params"]]
+    split_backbone = opt.backbone_lr_factor != 1.0
+    if split_backbone and not isinstance(getattr(model, "backbone", None), nn.Module):
+        raise ConfigError(f"optimizer.backbone_lr_factor: {cfg.model.name} has no 'backbone' submodule to train "
+                          f"at {opt.backbone_lr_factor} x lr; leave the factor at 1.0 for this model")
+    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = (split_backbone and name.startswith("backbone."), name.endswith(".bias"),
+               opt.no_decay_norm_bias and param.ndim <= 1)
+        groups.setdefault(key, []).append(param)
+    out = []
+    for (backbone, bias, no_decay), params in sorted(groups.items()):
+        lr = opt.lr * (opt.backbone_lr_factor if backbone else 1.0) * (opt.bias_lr_factor if bias else 1.0)
+        name = "_".join(["backbone" if backbone else "head"] * split_backbone + ["biases" if bias else "weights"]
+                        + ["no_decay"] * no_decay)
+        out.append({"name": name, "params": params, "lr": lr, "weight_decay": 0.0 if no_decay else opt.weight_decay})
+    return out
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD/Adam/AdamW over the model's :func:`param_groups` (per-group lr and weight decay)."""
+    opt = cfg.optimizer
+    groups = param_groups(model, cfg)
     if opt.name == "sgd":
         return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
     if opt.name == "adam":
@@ -102,6 +129,31 @@ def build_loss_optimizer(criterion: nn.Module, cfg: TrainConfig) -> torch.optim.
         return None
     lr = cfg.loss.center.lr if cfg.loss.center is not None else cfg.optimizer.lr
     return torch.optim.SGD(params, lr=lr)
+
+
+def rng_state() -> dict[str, Any]:
+    """The python, numpy, torch (and CUDA) global RNG states: what the augmentation of the main
+    process (``--num-workers 0``), dropout and drop-path draw from. Saved in ``last.pt``."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back the states of :func:`rng_state` (CUDA's when saved and the same GPU count is here)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s data-loader workers (their augmentation), from (seed, epoch) alone,
+    so a resumed run's workers draw what those of an uninterrupted run draw."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _as_float(out: ReIDOutput) -> ReIDOutput:
@@ -200,9 +252,17 @@ def _load_recipe(args: argparse.Namespace, resume_ckpt: dict | None) -> TrainCon
     raise ConfigError("--config is required (e.g. --config configs/reid/bot_r50.yaml)")
 
 
+def load_dataset(args: argparse.Namespace):
+    """(ReIDDataset, reader options) of ``--dataset`` at ``--data-root`` with the ``--dataset-option``
+    KEY=VALUE items (e.g. MSMT17's ``include_val=true``); a bad option is a one-line ValueError."""
+    from ..datasets import build_dataset, parse_dataset_options
+
+    options = parse_dataset_options(getattr(args, "dataset_option", None) or [])
+    return build_dataset(args.dataset, args.data_root, **options), options
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     from .. import data
-    from ..datasets import build_dataset
     from ..losses import build_criterion
     from ..transforms import build_test_transforms, build_train_transforms
 
@@ -216,7 +276,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    dataset = build_dataset(args.dataset, args.data_root)
+    dataset, dataset_options = load_dataset(args)
     if not dataset.train:
         raise UserError(f"{args.dataset} has no training split (test-only dataset); train on e.g. "
                          f"market1501 and evaluate with python -m reid_models.evaluate --dataset {args.dataset}")
@@ -246,7 +306,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise CheckpointError(f"{args.resume} is a {resume['model']} with {resume['num_classes']} classes; "
                              f"this run is {cfg.model.name} on {args.dataset} with {num_classes} identities")
         model.load_state_dict(resume["state_dict"])
-        optimizer.load_state_dict(resume["optimizer"])
+        try:
+            optimizer.load_state_dict(resume["optimizer"])
+        except ValueError as exc:  # another grouping: backbone_lr_factor / no_decay_norm_bias changed
+            raise CheckpointError(f"{args.resume}: its optimizer state does not fit this recipe's parameter groups "
+                                  f"({one_line(exc)}); resume with the checkpoint's optimizer settings") from None
         restore_scheduler(scheduler, resume["scheduler"])
         if resume.get("criterion"):
             criterion.load_state_dict(resume["criterion"])
@@ -268,12 +332,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
           f"{', autocast ' + str(amp_dtype).split('.')[-1] if amp_dtype else ''}; output {out_dir}")
 
     save_kw = dict(model_name=cfg.model.name, model_kwargs=model_kwargs, num_classes=num_classes,
-                   input_size=cfg.input.size, config=config_to_dict(cfg), dataset=args.dataset)
+                   input_size=cfg.input.size, config=config_to_dict(cfg), dataset=args.dataset,
+                   dataset_options=dataset_options)
     result: dict[str, Any] = {}
+    if resume is not None and resume.get("rng_state"):
+        restore_rng_state(resume["rng_state"])  # the augmentation draws where the interrupted run stopped
     for epoch in range(start_epoch, cfg.schedule.epochs):
         start = time.time()
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
+        train_loader.generator.manual_seed(epoch_seed(cfg.seed, epoch))  # this epoch's worker seeds
         lr = optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch,
                                 loss_optimizer=loss_optimizer, scaler=scaler, amp_dtype=amp_dtype,
@@ -296,7 +364,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                         metrics=result or None, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         scaler=scaler.state_dict() if scaler is not None else None,
                         loss_optimizer=loss_optimizer.state_dict() if loss_optimizer is not None else None,
-                        criterion=criterion.state_dict())
+                        criterion=criterion.state_dict(), rng_state=rng_state())
         with open(out_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(log) + "\n")
     best = f" (best mAP {best_map:.2f}, {out_dir / 'best.pt'})" if best_map >= 0 else ""

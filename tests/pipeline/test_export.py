@@ -146,3 +146,88 @@ def test_reid_limits_and_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         export_store(st.reader, "coco", tmp_path / "x")
     st.close()
+
+
+def test_mot_and_mtmc_boxes_are_cut_to_the_frame(tmp_path):
+    """Boxes past the frame edge (a person walking out; a Kalman box) are clipped to the camera's
+    width x height from the cameras table; a box left with no area is dropped."""
+    from pipeline.types import Detections, Frame
+    from tests.pipeline.store.test_store import make_store as new_store
+
+    st = new_store(tmp_path / "edge.db")
+    st.start_run({})
+    st.add_camera("cam1", "vtest.avi", {"width": 768, "height": 576})
+    image = np.zeros((576, 768, 3), np.uint8)
+    boxes = [[-12.0, 500.0, 30.0, 600.0], [740.0, -5.0, 790.0, 100.0], [800.0, 10.0, 850.0, 90.0]]
+    st.record_frame(Frame("cam1", 4, 1.0, image), Detections.from_arrays(boxes, [0.9, 0.8, 0.7], track_id=[1, 2, 3]))
+    st.end_tracks("cam1", [1, 2, 3])
+    st.commit()
+    gid = st.new_identity()
+    for t in st.reader.tracks():
+        st.assign_identity(t.id, gid if t.local_id == 1 else st.new_identity(), 1.0, "test")
+    st.commit()
+    export_store(st.reader, "mtmc", tmp_path / "mtmc")
+    export_store(st.reader, "mot", tmp_path / "mot")
+    st.close()
+    lines = (tmp_path / "mtmc" / "mtmc.txt").read_text().splitlines()
+    rows = sorted(list(map(int, line.split()))[3:7] for line in lines)
+    assert rows == [[0, 500, 30, 76], [740, 0, 28, 100]]
+    lines = (tmp_path / "mot" / "cam1.txt").read_text().splitlines()
+    mot = sorted([float(v) for v in line.split(",")[2:6]] for line in lines)
+    assert mot == [[0.0, 500.0, 30.0, 76.0], [740.0, 0.0, 28.0, 100.0]]
+
+
+@pytest.mark.parametrize("fmt", ["mot", "mtmc", "reid"])
+def test_bad_out_run_and_camera_are_named(store, tmp_path, fmt):
+    existing = tmp_path / "existing_file.txt"
+    existing.write_text("keep me")
+    with pytest.raises(ValueError, match="is a file; pass a folder"):
+        export_store(store, fmt, existing)
+    assert existing.read_text() == "keep me"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="full is not empty"):
+        export_store(store, fmt, tmp_path / "full")
+    with pytest.raises(ValueError, match=r"^no run 99 \(runs: 1, 2\)"):
+        export_store(store, fmt, tmp_path / "run99", run_id=99)
+    with pytest.raises(ValueError, match="^unknown camera nosuchcam; the store has cam1, cam2, cam3$"):
+        export_store(store, fmt, tmp_path / "cam", cameras=["cam1", "nosuchcam"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing_file.txt", "full"]  # nothing written
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+
+
+def test_cameras_option_and_empty_out_folder(store, tmp_path):
+    (tmp_path / "empty").mkdir()  # an existing empty folder is fine
+    counts = export_store(store, "mot", tmp_path / "empty", cameras=["cam2", "cam3"])
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["cam2.txt", "cam3.txt", "mot_ids.csv"]
+    assert counts["tracks"] == len(store.tracks(camera=["cam2", "cam3"]))
+
+
+def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
+    """An export that fails half-way (here: the disk fills after the first thumbnail) leaves neither a
+    half-written --out folder nor the folders above it that it created."""
+    rng = np.random.default_rng(3)
+    p = unit(rng)
+    st = make_store(tmp_path / "s.db")
+    st.start_run({})
+    for k in range(2):
+        add_track(st, f"cam{k}", 1, 20 * k, 20 * k + 10, samples(p, rng, 3))
+    CrossCameraAssociator(AssociationConfig(threshold=0.6)).link(st)
+    real_write = type(tmp_path).write_bytes
+    written = []
+
+    def write_bytes(self, data):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(self)
+        return real_write(self, data)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", write_bytes)
+    with pytest.raises(OSError, match="No space"):
+        export_store(st.reader, "reid", tmp_path / "new" / "market")
+    assert written and sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db-shm", "s.db-wal",
+                                                                       "s.db.lock"]  # the open writer holds its lock
+    monkeypatch.undo()
+    counts = export_store(st.reader, "reid", tmp_path / "new" / "market")
+    assert sum(counts[s] for s in ("bounding_box_train", "query", "bounding_box_test")) == 6
+    st.close()

@@ -120,7 +120,8 @@ def osnet_file(tmp_path):
 
 
 def test_converted_checkpoint_loads_in_the_pipeline_embedder(osnet_file, tmp_path, capsys):
-    from pipeline.embed import Embedder
+    from pipeline.config import EmbedderConfig
+    from pipeline.stages.embed import Embedder
 
     path, net = osnet_file
     out = tmp_path / "osnet.pt"
@@ -133,7 +134,7 @@ def test_converted_checkpoint_loads_in_the_pipeline_embedder(osnet_file, tmp_pat
     assert normalization(info) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     for key, value in net.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
-    embedder = Embedder(out, device="cpu")
+    embedder = Embedder(EmbedderConfig(checkpoint=str(out)), device="cpu")
     crops = [np.random.default_rng(i).integers(0, 255, (90 + 10 * i, 40, 3), dtype=np.uint8) for i in range(3)]
     vectors = embedder(crops)
     assert embedder.dim == 512 and embedder.input_size == (256, 128) and embedder.model_name == "osnet_x0_25"

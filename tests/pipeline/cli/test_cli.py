@@ -187,3 +187,128 @@ def test_query_refuses_a_store_of_another_embedder(tmp_path, vtest_path, capsys)
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "some-other-net-0123456789ab" in err and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- bad input on a small store
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """Tracks of real crops on cameras north and south (run 1), generated embeddings: enough for the
+    checks that come before the embedder is loaded."""
+    from tests.pipeline.store.test_store import add_track, make_store, unit
+
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("small") / "s.db"
+    store = make_store(path)
+    store.start_run({})
+    store.add_camera("north", "vtest.avi", {})
+    store.add_camera("south", "vtest.avi", {})
+    add_track(store, "north", 1, 0, 10, np.stack([unit(rng) for _ in range(3)]))
+    add_track(store, "south", 1, 20, 30, np.stack([unit(rng) for _ in range(3)]), person=1)
+    store.close()
+    return path
+
+
+def _person_png(path: Path, size: tuple[int, int] | None = None) -> Path:
+    """A real person crop of the clip's first frame, optionally resized to (w, h)."""
+    from tests.pipeline.store.test_store import PERSON_BOXES, clip_frames, crop
+
+    image = crop(clip_frames()[0], PERSON_BOXES[0])
+    cv2.imwrite(str(path), image if size is None else cv2.resize(image, size))
+    return path
+
+
+def test_query_refuses_empty_broken_and_tiny_images(small_store, tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    proc = _cli("query", "--db", str(small_store), "--image", str(empty))
+    assert proc.returncode == 2
+    _assert_one_line_error(proc, f"cannot read query image {empty}: file is empty")
+    png = _person_png(tmp_path / "whole.png").read_bytes()
+    (tmp_path / "trunc.png").write_bytes(png[:len(png) // 2])  # libpng prints "libpng error: ..." itself
+    (tmp_path / "bad.png").write_bytes(png[:8] + b"x" * 64)  # OpenCV logs "[ERROR:...] ... IHDR ..."
+    for name in ("trunc.png", "bad.png"):
+        proc = _cli("query", "--db", str(small_store), "--image", str(tmp_path / name))
+        assert proc.returncode == 2
+        _assert_one_line_error(proc, name, "not a decodable image")  # the decoders' own lines held back
+    tiny = _person_png(tmp_path / "tiny.png", (1, 1))
+    proc = _cli("query", "--db", str(small_store), "--image", str(tiny))
+    assert proc.returncode == 2
+    _assert_one_line_error(proc, "tiny.png is 1x1 pixels", "12x48 (WxH) minimum")
+    frame = tmp_path / "frame.png"
+    from tests.pipeline.store.test_store import clip_frames
+
+    cv2.imwrite(str(frame), clip_frames()[0])
+    proc = _cli("query", "--db", str(small_store), "--image", str(frame), "--box", "100", "100", "130", "130")
+    assert proc.returncode == 2
+    _assert_one_line_error(proc, "--box 100 100 130 130 of the 768x576 image is 30x30 pixels", "minimum")
+
+
+def test_query_minimum_is_the_sampling_minimum():
+    from pipeline.config import EmbedderConfig
+    from pipeline.search import MIN_QUERY_HEIGHT, check_query_crop
+
+    assert MIN_QUERY_HEIGHT == EmbedderConfig().min_height
+    check_query_crop(np.zeros((MIN_QUERY_HEIGHT, MIN_QUERY_HEIGHT // 4, 3), np.uint8), "crop")
+    for h, w in ((MIN_QUERY_HEIGHT - 1, 40), (200, MIN_QUERY_HEIGHT // 4 - 1)):
+        with pytest.raises(ValueError, match=f"crop is {w}x{h} pixels"):
+            check_query_crop(np.zeros((h, w, 3), np.uint8), "crop")
+
+
+def test_query_names_an_unknown_camera(small_store, tmp_path):
+    image = _person_png(tmp_path / "q.png")
+    proc = _cli("query", "--db", str(small_store), "--image", str(image), "--camera", "nosuchcam")
+    assert proc.returncode == 2
+    _assert_one_line_error(proc, "unknown camera nosuchcam; the store has north, south")
+    (tmp_path / "out.txt").write_text("")
+    proc = _cli("query", "--db", str(small_store), "--image", str(image), "--out", str(tmp_path / "out.txt"))
+    assert proc.returncode == 2
+    _assert_one_line_error(proc, "out.txt is a file; pass a folder")
+
+
+@pytest.mark.parametrize("fmt", ["mot", "mtmc", "reid"])
+def test_export_names_bad_out_run_and_camera(small_store, tmp_path, fmt, capsys):
+    existing = tmp_path / "existing_file.txt"
+    existing.write_text("")
+    cases = [(["--out", str(existing)], "existing_file.txt is a file; pass a folder"),
+             (["--out", str(tmp_path / "o"), "--run", "99"], "no run 99 (runs: 1)"),
+             (["--out", str(tmp_path / "o"), "--camera", "nosuchcam"],
+              "unknown camera nosuchcam; the store has north, south")]
+    for extra, words in cases:
+        assert main(["export", "--db", str(small_store), "--format", fmt, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing_file.txt"]
+
+
+def test_export_camera_option(small_store, tmp_path, capsys):
+    assert main(["export", "--db", str(small_store), "--format", "mot", "--out", str(tmp_path / "o"),
+                 "--camera", "south", "--run", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["mot_ids.csv", "south.txt"]
+    assert "cameras 1, tracks 1" in capsys.readouterr().out
+
+
+def test_query_and_export_a_store_on_a_read_only_filesystem(tmp_path, read_only_view, capsys):
+    """A store on a read-only mount (root: chmod is not enough): query (real embedder on real crops)
+    and export work, since neither writes to the store."""
+    from pipeline.stages.embed import Embedder
+    from tests.pipeline.store.test_store import PERSON_BOXES, add_track, clip_frames, crop
+
+    embedder = Embedder(device="cpu")
+    folder = tmp_path / "share"
+    folder.mkdir()
+    store = TrackStore(StoreConfig(path=str(folder / "s.db")), embedder.embedder_id, embedder.dim, embedder.spec)
+    store.start_run({})
+    for person, cam in ((0, "north"), (1, "south"), (2, "south")):
+        crops = [crop(clip_frames()[k], PERSON_BOXES[person]) for k in range(3)]
+        add_track(store, cam, person + 1, 10 * person, 10 * person + 5, embedder(crops), person=person)
+    store.close()
+    ro, how = read_only_view(folder)
+    query = tmp_path / "q.png"
+    cv2.imwrite(str(query), crop(clip_frames()[5], PERSON_BOXES[1]))  # person 1 in a frame not stored
+    assert main(["query", "--db", str(ro / "s.db"), "--image", str(query), "--top", "2", "--device", "cpu",
+                 "--out", str(tmp_path / "res")]) == 0, (how, capsys.readouterr().err)
+    best = json.loads((tmp_path / "res" / "results.json").read_text())["sightings"][0]
+    assert (best["camera_id"], best["local_id"]) == ("south", 2)
+    assert main(["export", "--db", str(ro / "s.db"), "--format", "mot", "--out", str(tmp_path / "mot")]) == 0
+    assert (tmp_path / "mot" / "north.txt").read_text().count("\n") == 3
+    assert sorted(p.name for p in ro.iterdir()) == ["s.db"]

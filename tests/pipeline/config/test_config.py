@@ -127,7 +127,7 @@ def test_empty_optional_sections_mean_defaults(project: Path) -> None:
 
 
 CAM = "cameras:\n  - id: cam1\n    source: clips/vtest.avi\n"
-ALLOWED_CAM = "id, source, fps, start_time, stride, start_frame, end_frame, roi, reconnect"
+ALLOWED_CAM = "id, source, fps, start_time, stride, start_frame, end_frame, roi, reconnect, detections"
 
 BAD = [
     # (yaml text, expected message after "cams.yaml: ")

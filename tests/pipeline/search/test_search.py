@@ -82,7 +82,8 @@ def test_camera_and_time_filters(scene):
     assert {h.track_id for h in early} == {pk["p1"], pk["q1"]}
     iso_window = search_tracks(store, q, since=iso(T0 + 45), until=iso(T0 + 100))
     assert [h.track_id for h in iso_window] == [pk["q2"]]
-    assert search_tracks(store, p, cameras="cam3") == []
+    with pytest.raises(ValueError, match="^unknown camera cam3; the store has cam1, cam2$"):
+        search_tracks(store, p, cameras="cam3")  # a typo is not "no sightings"
 
 
 def test_max_versus_mean_scoring(tmp_path):

@@ -330,10 +330,10 @@ def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(tmp_path):
 def test_schema_versions_are_migrated_or_refused_in_one_line(tmp_path):
     path = tmp_path / "s.db"
     make_store(path).close()
-    # a store written before user_version was used: version 1 kept in meta.schema_version
+    # a store written before user_version was used: its version kept in meta.schema_version
     con = sqlite3.connect(path)
     con.execute("PRAGMA user_version=0")
-    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     con.commit()
     con.close()
     with StoreReader(path) as reader:  # read as v1
@@ -373,3 +373,67 @@ def test_reader_is_read_only_and_sees_committed_rows_of_a_running_writer(tmp_pat
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             reader._con.execute("DELETE FROM tracks")
     store.close()
+
+
+def _store_with_two_cameras(path: Path) -> None:
+    rng = np.random.default_rng(5)
+    store = make_store(path)
+    store.start_run({})
+    store.add_camera("north", str(CLIP), {})
+    store.add_camera("south", str(CLIP), {})
+    add_track(store, "north", 1, 0, 10, np.stack([unit(rng) for _ in range(3)]))
+    add_track(store, "south", 1, 20, 30, np.stack([unit(rng) for _ in range(3)]), person=1)
+    store.close()
+
+
+def test_reader_opens_a_store_on_a_read_only_filesystem(tmp_path, read_only_view):
+    """A WAL store needs its -shm index file beside it for mode=ro; where the folder is read-only
+    (and we are root, so only a read-only mount stops us) the reader falls back to immutable=1."""
+    folder = tmp_path / "share"
+    _store_with_two_cameras(folder / "s.db")
+    assert sorted(p.name for p in folder.iterdir()) == ["s.db"]  # a cleanly closed store: no -wal, no -shm
+    assert (folder / "s.db").read_bytes()[18:20] == b"\x02\x02"  # header: WAL mode
+    ro, how = read_only_view(folder)
+    with pytest.raises(OSError):
+        (ro / "probe").write_bytes(b"")  # really read-only, as root too
+    with StoreReader(ro / "s.db") as reader:
+        assert [c for c, _, _ in reader.cameras()] == ["north", "south"], how
+        tracks = reader.tracks()
+        assert [t.camera_id for t in tracks] == ["north", "south"]
+        assert len(reader.samples_of([t.id for t in tracks], thumbnails=True)) == 6
+        assert reader.boxes([tracks[0].id]).xyxy.shape == (3, 4)
+    assert sorted(p.name for p in ro.iterdir()) == ["s.db"]
+
+
+def test_reader_refuses_a_leftover_wal_on_a_read_only_filesystem(tmp_path, read_only_view):
+    """Rows still in a -wal file (its writer was killed) are not in the main file: immutable=1 would
+    miss them, so the reader says so instead of answering from part of the store."""
+    _store_with_two_cameras(tmp_path / "s.db")
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("INSERT INTO runs(started, config) VALUES (1, '{}')")
+    con.commit()
+    folder = tmp_path / "share"  # the store and its log as a killed writer left them, without the index
+    folder.mkdir()
+    for name in ("s.db", "s.db-wal"):
+        (folder / name).write_bytes((tmp_path / name).read_bytes())
+    con.close()
+    assert (folder / "s.db-wal").stat().st_size > 0
+    ro, _ = read_only_view(folder)
+    with pytest.raises(StoreError, match=r"read-only.*s\.db-wal holds rows"):
+        StoreReader(ro / "s.db")
+
+
+def test_reader_names_unknown_cameras_and_runs(tmp_path):
+    _store_with_two_cameras(tmp_path / "s.db")
+    with StoreReader(tmp_path / "s.db") as reader:
+        reader.check_cameras(None)
+        reader.check_cameras(["north", "south"])
+        reader.check_run(None)
+        reader.check_run(1)
+        with pytest.raises(ValueError, match="^unknown camera nosuchcam; the store has north, south$"):
+            reader.check_cameras("nosuchcam")
+        with pytest.raises(ValueError, match="^unknown cameras east, west; the store has north, south$"):
+            reader.check_cameras(["north", "east", "west", "east"])
+        with pytest.raises(ValueError, match=r"^no run 99 \(runs: 1\)"):
+            reader.check_run(99)

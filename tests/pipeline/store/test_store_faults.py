@@ -187,9 +187,9 @@ def test_a_failed_final_commit_still_closes_and_says_what_was_lost(tmp_path):
 
 
 def test_a_full_disk_keeps_counts_and_rows_in_step(tmp_path):
-    """A real full disk (a 1 MiB tmpfs): writing stops with StoreWriteError; what is stored is consistent."""
+    """A real full disk (a 2 MiB tmpfs): writing stops with StoreWriteError; what is stored is consistent."""
     rng = np.random.default_rng(0)
-    with tiny_fs(tmp_path / "disk", 1024) as disk:
+    with tiny_fs(tmp_path / "disk", 2048) as disk:
         db = disk / "s.db"
         store = make_store(db, commit_interval=0.001)
         store.start_run()

@@ -94,6 +94,7 @@ def test_resume_keeps_the_new_runs_schedule():
     """Resuming a 10-epoch cosine run with 20 epochs: the position comes from the checkpoint, the
     schedule from this run (LambdaLR.load_state_dict alone would bring back the 10-epoch factor)."""
     cfg = load_config(REPO / "configs" / "reid" / "convnext_ap.yaml")
+    cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, backbone_lr_factor=1.0))  # no backbone
     params = [torch.nn.Parameter(torch.zeros(2))]
 
     def run(epochs: int):
@@ -260,3 +261,160 @@ def test_corrupt_train_jpeg_is_one_error_line_whatever_the_worker_count(market_r
              if line.strip() and not line.startswith("epoch ")]  # tqdm's progress bar
     assert len(lines) == 1 and lines[0].startswith("error: cannot decode image "), run.stderr
     assert "corrupt or truncated" in lines[0] and "Traceback" not in run.stderr
+
+
+# ----------------------------------------------------------------------------- optimizer param groups
+def _recipe(name: str, **optimizer):
+    cfg = load_config(REPO / "configs" / "reid" / f"{name}.yaml")
+    return dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, size=(64, 32)),
+                               optimizer=dataclasses.replace(cfg.optimizer, **optimizer))
+
+
+def _group_of(model, optimizer) -> dict[str, dict]:
+    """parameter name -> its optimizer group (trainable parameters; BNNeck's frozen bias has none)."""
+    where = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    return {n: where[id(p)] for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_backbone_trains_at_its_lr_factor():
+    cfg = _recipe("convnext_ap", backbone_lr_factor=0.1)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kwargs={**cfg.model.kwargs, "variant": "tiny"}))
+    assert load_config(REPO / "configs" / "reid" / "convnext_ap.yaml").optimizer.backbone_lr_factor == 0.1
+    model = build_model(cfg, num_classes=5, pretrained=None)
+    optimizer = build_optimizer(model, cfg)
+    groups = _group_of(model, optimizer)
+    assert optimizer.param_groups[0]["name"] == "head_weights" and optimizer.param_groups[0]["lr"] == 0.1
+    for name, group in groups.items():
+        backbone = name.startswith("backbone.")
+        assert group["lr"] == pytest.approx(0.01 if backbone else 0.1), name
+        assert group["name"].startswith("backbone_" if backbone else "head_") and group["weight_decay"] == 5e-4
+    assert {g["name"] for g in groups.values()} == {"backbone_weights", "backbone_biases", "head_weights",
+                                                   "head_biases"}
+    assert groups["classifiers.0.weight"]["lr"] == 0.1
+    assert groups["backbone.features.0.0.weight"]["lr"] == pytest.approx(0.01)
+    scheduler = build_scheduler(optimizer, cfg)  # the schedule scales both alike
+    optimizer.step()
+    scheduler.step()
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["backbone_weights"] == pytest.approx(0.1 * lrs["head_weights"])
+
+
+def test_weight_decay_can_skip_norms_biases_and_gem_p():
+    cfg = _recipe("mfa_r50")
+    model = build_model(cfg, num_classes=5, pretrained=None)
+    default = build_optimizer(model, cfg)  # default: every parameter decays, groups as before (weights, biases)
+    assert [g["name"] for g in default.param_groups] == ["weights", "biases"]
+    assert {g["weight_decay"] for g in default.param_groups} == {5e-4}
+    skip = build_optimizer(model, _recipe("mfa_r50", no_decay_norm_bias=True))
+    groups = _group_of(model, skip)
+    for name in ("gems.0.p", "backbone.bn1.weight", "backbone.bn1.bias", "necks.0.bn.weight", "branches.0.1.weight",
+                 "branches.0.1.bias"):
+        assert groups[name]["weight_decay"] == 0.0, name
+    for name in ("backbone.conv1.weight", "backbone.layer4.2.conv3.weight", "branches.0.0.weight",
+                 "classifiers.0.weight"):
+        assert groups[name]["weight_decay"] == 5e-4, name
+    params = dict(model.named_parameters())
+    assert all((g["weight_decay"] == 0.0) == (params[n].ndim <= 1) for n, g in groups.items())
+    assert skip.param_groups[0]["name"] == "weights" and skip.param_groups[0]["weight_decay"] == 5e-4
+
+
+def test_backbone_factor_needs_a_backbone_and_a_positive_value():
+    from reid_models.config import ConfigError, override
+
+    cfg = _recipe("osnet_x0_25", backbone_lr_factor=0.1)
+    with pytest.raises(ConfigError, match="osnet_x0_25 has no 'backbone' submodule"):
+        build_optimizer(build_model(cfg, num_classes=5, pretrained=None), cfg)
+    with pytest.raises(ConfigError, match="optimizer.backbone_lr_factor: must be > 0"):
+        override(_recipe("bot_r50"), ["optimizer.backbone_lr_factor=0"])
+
+
+# ----------------------------------------------------------------------------- RNG on resume
+def test_rng_state_restores_the_augmentation_draws(market_root):
+    from reid_models.config import AugmentConfig, InputConfig
+    from reid_models.engine.trainer import restore_rng_state, rng_state
+    from reid_models.transforms import build_train_transforms
+
+    transform = build_train_transforms(InputConfig(size=(64, 32)), AugmentConfig(flip=0.5, pad=10, random_erasing=0.5))
+    image = Image.open(build_dataset("market1501", market_root).train[0][0])
+    state = rng_state()
+    first = torch.stack([transform(image) for _ in range(8)])
+    restore_rng_state(state)
+    assert torch.equal(torch.stack([transform(image) for _ in range(8)]), first)
+    assert not torch.equal(torch.stack([transform(image) for _ in range(8)]), first)
+
+
+def test_loader_workers_draw_per_epoch_augmentation(market_root):
+    """With workers, epoch e's augmentation depends on (seed, e) only: a fresh loader (a resumed run)
+    reseeded for epoch 1 yields the images an uninterrupted loader yields in its epoch 1."""
+    from reid_models.data import build_train_loader
+    from reid_models.engine.trainer import epoch_seed
+
+    options = {"size": [64, 32], "flip": 0.5, "pad": 10, "random_erasing": 0.5}
+    data = build_dataset("market1501", market_root)
+
+    def epoch_images(loader, epoch):
+        loader.sampler.set_epoch(epoch)
+        loader.generator.manual_seed(epoch_seed(0, epoch))
+        return torch.cat([images for images, *_ in loader])
+
+    uninterrupted = build_train_loader(data, options, batch_size=8, num_instances=2, num_workers=1, seed=0)
+    epoch_images(uninterrupted, 0)
+    epoch1 = epoch_images(uninterrupted, 1)
+    resumed = build_train_loader(data, options, batch_size=8, num_instances=2, num_workers=1, seed=0)
+    assert torch.equal(epoch_images(resumed, 1), epoch1)
+    other = build_train_loader(data, options, batch_size=8, num_instances=2, num_workers=1, seed=0)
+    other.sampler.set_epoch(1)
+    other.generator.manual_seed(epoch_seed(0, 0))  # epoch 1's order, epoch 0's worker seeds
+    assert not torch.equal(torch.cat([images for images, *_ in other]), epoch1)  # the seed drives the augmentation
+
+
+@pytest.mark.slow
+def test_resumed_run_trains_like_an_uninterrupted_one(market_root, tmp_path, monkeypatch):
+    """2 epochs in one go vs a run interrupted after epoch 1 and resumed: the same weights, to the bit
+    (CPU), so the resumed epoch drew the same augmentation (flip, pad/crop, random erasing)."""
+    from reid_models.engine import trainer
+
+    def run(out, *extra):
+        args = train_args(market_root, out, "--no-rerank", "--eval-every", "5", *extra)
+        args[args.index("--epochs") + 1] = "2"
+        main(get_args_parser().parse_args(args))
+        return read_checkpoint(out / "last.pt")
+
+    whole = run(tmp_path / "whole")
+    save = trainer.save_checkpoint
+
+    def save_then_interrupt(path, *a, **kw):
+        save(path, *a, **kw)
+        if Path(path).name == "last.pt":
+            raise KeyboardInterrupt  # Ctrl-C right after epoch 1 was saved
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "half")
+    monkeypatch.undo()
+    assert read_checkpoint(tmp_path / "half" / "last.pt")["epoch"] == 1
+    resumed = run(tmp_path / "resumed", "--resume", str(tmp_path / "half" / "last.pt"))
+    assert resumed["epoch"] == whole["epoch"] == 2
+    diff = [k for k, v in whole["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]
+    assert diff == []
+
+
+# ----------------------------------------------------------------------------- dataset options
+def test_dataset_option_reaches_the_reader(tmp_path, market_root, capsys):
+    from reid_models.engine.trainer import load_dataset
+
+    from ..test_datasets import make_msmt17
+
+    make_msmt17(tmp_path, "MSMT17_V1", "train", "test")
+    base = ["--config", str(REPO / "configs/reid/bot_r50.yaml"), "--data-root", str(tmp_path), "--dataset", "msmt17"]
+    plain, options = load_dataset(get_args_parser().parse_args(base))
+    assert len(plain.train) == 3 and options == {}
+    with_val, options = load_dataset(get_args_parser().parse_args([*base, "--dataset-option", "include_val=true"]))
+    assert len(with_val.train) == 4 and options == {"include_val": True}  # + list_val.txt
+    bad = [(["--dataset-option", "include_val=maybe"], "option include_val is true or false, got 'maybe'"),
+           (["--dataset-option", "include_val"], "expects KEY=VALUE such as include_val=true"),
+           (["--dataset-option", "colour=red"], "has no option 'colour'; options: version, include_val")]
+    for extra, words in bad:
+        assert cli([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
