@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.types import Detections, Frame
-from reid_models.common import decode_image, encode_jpeg
+from reid_models.common import UserError, decode_image, encode_jpeg, quiet_native_logs
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -61,6 +62,37 @@ def draw_tracks(image: np.ndarray, tracks: Detections, global_ids: Mapping[int, 
     return out
 
 
+def check_video_dir(out_dir: Path) -> None:
+    """UserError naming ``out_dir`` unless it is, or can be created as, a folder we can write files in."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--save-video {out_dir} is a file, not a folder: pass a folder for the videos")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write videos to {out_dir} ({e.strerror or type(e).__name__}): "
+                        "pass a writable folder to --save-video") from None
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames a video file reads back as (its container's count); -1 if it cannot be opened at all."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return -1
+    with quiet_native_logs():  # FFmpeg's "moov atom not found" for a cut-off file
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if not cap.isOpened():
+                return -1
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if n <= 0:  # no count in the container: read it through
+                while cap.grab():
+                    n += 1
+            return n
+        finally:
+            cap.release()
+
+
 def frame_header(frame: Frame) -> str:
     """'<camera>  #<index>  <UTC time>' for the top-left corner of a frame."""
     t = dt.datetime.fromtimestamp(frame.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-5]
@@ -82,6 +114,9 @@ class AnnotatedVideoWriter:
     delay: frames held back per camera so that global ids assigned later are drawn (0 = draw at once).
     ``global_ids`` maps (camera_id, local track id) -> global id; the caller refreshes it
     with :meth:`update_global_ids` after each association.
+    Creating the writer checks that ``out_dir`` is (or can be made) a writable folder (UserError).
+    :meth:`close` reopens each file and counts its frames: a video cut short (a full disk, OpenCV's
+    writer reports no error) is left out of its result and named in ``failed`` with the reason.
     """
 
     out_dir: str | Path
@@ -93,10 +128,11 @@ class AnnotatedVideoWriter:
     _writers: dict[str, cv2.VideoWriter] = field(default_factory=dict, repr=False)
     _sizes: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     frames_written: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        check_video_dir(self.out_dir)
 
     def path(self, camera_id: str) -> Path:
         return Path(self.out_dir) / f"{camera_id}.mp4"
@@ -126,13 +162,23 @@ class AnnotatedVideoWriter:
     def close(self) -> dict[str, Path]:
         """Flush, finish the files and return {camera_id: path} of the videos written.
 
-        The files are finished (playable up to the last frame written) even if flushing fails."""
+        The files are finished (playable up to the last frame written) even if flushing fails. A file
+        that does not read back with every frame written is left out and named in ``failed``."""
         try:
             self.flush()
         finally:
             for w in self._writers.values():
                 w.release()
-        out = {cam: self.path(cam) for cam in self._writers}
+        out = {}
+        for cam in self._writers:
+            path, wrote = self.path(cam), self.frames_written.get(cam, 0)
+            readable = count_video_frames(path)
+            if readable >= wrote:
+                out[cam] = path
+            elif readable < 0:
+                self.failed[cam] = f"{path} is not a readable video ({wrote} frames were written: disk full?)"
+            else:
+                self.failed[cam] = f"{path} holds {readable} of the {wrote} frames written (disk full?)"
         self._writers.clear()
         return out
 

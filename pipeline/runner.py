@@ -8,8 +8,15 @@ persons in all of them in one batch, updates each camera's own tracker, embeds t
 sampled boxes of all cameras in one batch, and records boxes, samples and finished tracks in
 the store, which commits every ``store.commit_interval`` seconds. Every ``associate_every``
 seconds of stream time (and at the end) ended tracks are linked into global identities.
-Ctrl-C or an error stops the readers, commits what was recorded and closes the store before the
-exception propagates, so nothing committed is lost.
+
+Before any model is loaded and before the run is written to the store, the run takes the store's
+writer lock (a second run on the same store is refused, naming the run and pid that hold it) and
+checks that the store can be written, that the --save-video folder can be written, and that every
+file/folder camera opens and fits its roi; a failure there leaves nothing in the store.
+Ctrl-C (or SIGTERM) ends every track and links identities, as the end of the files does, before
+the exception propagates (a second Ctrl-C stops at once); any error stops the readers, commits
+what was recorded and closes the store, so nothing committed is lost. A run that fails before it
+stored a track leaves no run row. A run in which no camera delivered a frame fails (IngestError).
 """
 from __future__ import annotations
 
@@ -24,10 +31,10 @@ from pathlib import Path
 from pipeline.annotate import AnnotatedVideoWriter
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import PipelineConfig, config_to_dict, load_config
-from pipeline.ingest import MultiCameraReader
+from pipeline.ingest import IngestError, MultiCameraReader
 from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
-from pipeline.store import RunCounts, TrackStore
+from pipeline.store import RunCounts, TrackStore, WriterLock
 from pipeline.types import Frame
 
 STAGES = ("read", "detect", "track", "embed", "store", "associate")
@@ -57,7 +64,9 @@ class RunSummary:
     and final association (setup_seconds: loading models, opening cameras); fps: frames / seconds;
     stage_ms: milliseconds per frame for each stage; tracks/samples: rows this run wrote;
     identities: global identities holding this run's tracks; cross_camera: those seen on >= 2 cameras;
-    reconnects: live cameras only, times each one's stream was re-established after it dropped."""
+    reconnects: live cameras only, times each one's stream was re-established after it dropped.
+    videos: camera -> annotated MP4 written completely; video_errors: camera -> why its video could not
+    be written (e.g. a full disk), the run's data in the store is unaffected."""
 
     db_path: str
     run_id: int
@@ -73,6 +82,7 @@ class RunSummary:
     interrupted: bool = False
     videos: dict[str, str] = field(default_factory=dict)
     reconnects: dict[str, int] = field(default_factory=dict)
+    video_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -90,6 +100,7 @@ class RunSummary:
         if self.reconnects:
             lines.append("reconnects: " + "  ".join(f"{cam} {n}" for cam, n in self.reconnects.items()))
         lines += [f"video {cam}: {path}" for cam, path in self.videos.items()]
+        lines += [f"video {cam}: NOT WRITTEN: {why}" for cam, why in self.video_errors.items()]
         return "\n".join(lines)
 
 
@@ -119,31 +130,52 @@ class Runner:
         self.timer = StageTimer()
         self.run_id: int | None = None  # set when the store has started the run
         self.summary: RunSummary | None = None  # set when run() ends, also when it ends by an exception
+        self.store: TrackStore | None = None
+        self.writer: AnnotatedVideoWriter | None = None
+        self.trackers: dict[str, ByteTracker] = {}
 
-    def _build(self) -> None:
+    def _preflight(self) -> tuple[WriterLock, MultiCameraReader]:
+        """The checks that need no model, before anything is written: the store's writer lock (and that
+        it can be written), the video folder, every camera opened (files/folders: first frame decoded,
+        roi checked; live sources start connecting). Returns the held lock and the started reader."""
+        lock = WriterLock.acquire(self.db_path)  # StoreError / StoreBusyError, one line
+        try:
+            if self.save_video is not None:
+                self.writer = AnnotatedVideoWriter(self.save_video)  # UserError if it cannot be written
+            reader = MultiCameraReader(self.cfg.cameras).start()  # IngestError naming the camera
+        except BaseException:
+            lock.release()
+            raise
+        return lock, reader
+
+    def _build(self, lock: WriterLock) -> None:
         cfg = self.cfg
-        self.stages: Stages = build_stages(cfg, self.device)
-        self.associator = CrossCameraAssociator(cfg.association)
+        try:
+            self.stages: Stages = build_stages(cfg, self.device)
+            self.associator = CrossCameraAssociator(cfg.association)
+        except BaseException:
+            lock.release()
+            raise
         embedder = self.stages.embedder
         self.store = TrackStore(dataclasses.replace(cfg.store, path=str(self.db_path)), embedder.embedder_id,
-                                embedder.dim, embedder.spec)
+                                embedder.dim, embedder.spec, writer_lock=lock)  # releases the lock if it fails
 
     def run(self) -> RunSummary:
         t_start = time.perf_counter()
-        self._build()
-        store, cfg = self.store, self.cfg
+        cfg = self.cfg
         t_loop = time.perf_counter()
-        interrupted = False
+        interrupted = failed = False
         reader = None
         bar = None
         videos: dict[str, str] = {}
+        video_errors: dict[str, str] = {}
         reconnects: dict[str, int] = {}
-        self.writer = None
         try:
+            lock, reader = self._preflight()
+            self._build(lock)
+            store = self.store
             self.run_id = store.start_run(config_to_dict(cfg) | {"max_frames": self.max_frames})
-            reader = MultiCameraReader(cfg.cameras).start()
             fps = {}
-            self.trackers: dict[str, ByteTracker] = {}
             self._recent: dict[str, deque] = {}
             expected = []
             for cam in cfg.cameras:
@@ -153,8 +185,8 @@ class Runner:
                 self.trackers[cam.id] = self.stages.tracker(frame_rate=fps[cam.id])
                 self._recent[cam.id] = deque(maxlen=self.trackers[cam.id].max_gap + 2)  # (index, time) of frames
                 expected.append(_expected_frames(meta, cam, self.max_frames))
-            if self.save_video is not None:
-                self.writer = AnnotatedVideoWriter(self.save_video, fps=fps)
+            if self.writer is not None:
+                self.writer.fps = fps
             self._warmup([reader.readers[c.id].meta for c in cfg.cameras])
             t_loop = time.perf_counter()
             if self.progress:
@@ -163,12 +195,23 @@ class Runner:
                 total = None if any(e is None for e in expected) else sum(expected)
                 bar = tqdm(total=total, unit="frame", desc="run", dynamic_ncols=True, file=sys.stderr)
             self._loop(reader, bar)
+            if self.timer.frames == 0:
+                why = "; ".join(f"{c}: {s.last_error}" for c, s in reader.stats.items() if s.last_error)
+                raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
+                                  "check the sources in the cams.yaml (URL, port, webcam index)")
             self._finish_cameras(list(self.trackers))
             t0 = time.perf_counter()
             self.associator.link(store)
             self.timer.add("associate", t0)
         except KeyboardInterrupt:
             interrupted = True
+            if bar is not None:
+                bar.close()
+                bar = None
+            self._wind_up()  # a second Ctrl-C raises out of it at once
+            raise
+        except BaseException:
+            failed = True
             raise
         finally:
             if bar is not None:
@@ -180,11 +223,21 @@ class Runner:
                 if self.writer is not None:
                     self._refresh_global_ids()
                     videos = {c: str(p) for c, p in self.writer.close().items()}
+                    video_errors = dict(self.writer.failed)
             finally:
                 self.summary = self._summary(time.perf_counter() - t_loop, t_loop - t_start, interrupted, videos,
-                                             reconnects)
-                store.close()
+                                             reconnects, video_errors)
+                if self.store is not None:
+                    self.store.close(discard_if_empty=failed or interrupted)
         return self.summary
+
+    def _wind_up(self) -> None:
+        """After Ctrl-C / SIGTERM: end every camera's tracks and link identities, as the end of the files does."""
+        if self.run_id is None or self.store is None or not self.trackers:
+            return
+        print("interrupted: ending tracks and linking identities (Ctrl-C again to stop at once)", file=sys.stderr)
+        self._finish_cameras(list(self.trackers))
+        self.associator.link(self.store)
 
     # ------------------------------------------------------------------ loop
     def _loop(self, reader: MultiCameraReader, bar) -> None:
@@ -275,7 +328,7 @@ class Runner:
         self.timer.add("store", t0)
 
     def _refresh_global_ids(self) -> None:
-        if self.writer is not None and self.run_id is not None:
+        if self.writer is not None and self.run_id is not None and self.store is not None:
             self.writer.update_global_ids(self.store.reader.global_ids(self.run_id))
 
     def _warmup(self, metas: list[dict]) -> None:
@@ -285,18 +338,20 @@ class Runner:
         self.stages.warmup(shape, batch=len(metas))
 
     def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str],
-                 reconnects: dict[str, int]) -> RunSummary:
+                 reconnects: dict[str, int], video_errors: dict[str, str]) -> RunSummary:
         run_id = -1 if self.run_id is None else self.run_id
-        try:
-            self.store.commit()
-            counts = self.store.reader.run_summary(run_id)
-        except Exception:  # noqa: BLE001 - the summary must not hide the original error
-            counts = RunCounts()
+        counts = RunCounts()
+        if self.store is not None:
+            try:
+                self.store.commit()
+                counts = self.store.reader.run_summary(run_id)
+            except Exception:  # noqa: BLE001 - the summary must not hide the original error (close() reports it)
+                pass
         ms = self.timer.ms_per_frame()
         ordered = {k: ms.get(k, 0.0) for k in STAGES} | {k: v for k, v in ms.items() if k not in STAGES}
         return RunSummary(str(self.db_path), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
                           seconds, setup, ordered, counts.tracks, counts.samples, counts.identities,
-                          counts.cross_camera, interrupted, videos, reconnects)
+                          counts.cross_camera, interrupted, videos, reconnects, video_errors)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",

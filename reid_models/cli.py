@@ -66,14 +66,15 @@ def _traceback_wanted() -> bool:
     return any(os.environ.get(name, "") not in ("", "0") for name in TRACEBACK_ENV)
 
 
-def exit_code(exc: BaseException) -> int:
-    """2 for the user's input, 130 for Ctrl-C, 1 for anything else."""
+def exit_code(exc: BaseException, bad_input: tuple[type[BaseException], ...] = ()) -> int:
+    """2 for the user's input (:data:`BAD_INPUT` and the caller's ``bad_input`` classes), 130 for Ctrl-C,
+    1 for anything else."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    return EXIT_BAD_INPUT if isinstance(exc, BAD_INPUT) else EXIT_FAILED
+    return EXIT_BAD_INPUT if isinstance(exc, BAD_INPUT + tuple(bad_input)) else EXIT_FAILED
 
 
-def error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException, bad_input: tuple[type[BaseException], ...] = ()) -> str:
     """``error: <one line>``; internal failures also name the exception type and the traceback switch."""
     if isinstance(exc, KeyboardInterrupt):
         return "error: interrupted"
@@ -81,16 +82,18 @@ def error_line(exc: BaseException) -> str:
         text = one_line(exc.args[0])  # str(KeyError) adds quotes
     else:
         text = one_line(exc)
-    if exit_code(exc) == EXIT_BAD_INPUT:
+    if exit_code(exc, bad_input) == EXIT_BAD_INPUT:
         return f"error: {text}"
     return f"error: {type(exc).__name__}: {text} (set {TRACEBACK_ENV[0]}=1 for details)"
 
 
-def run_cli(fn: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
+def run_cli(fn: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None,
+            bad_input: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``fn(argv)`` and return the process exit code (``fn``'s own int result, else 0).
 
     A raised exception becomes one ``error: ...`` line on stderr and its :func:`exit_code`
     (DataLoader worker re-raises are unwrapped first); ``SystemExit`` (argparse, --help) passes through.
+    bad_input: the caller's own input-error classes that are not ValueErrors (exit 2 too).
     """
     try:
         result = fn(argv)
@@ -98,8 +101,8 @@ def run_cli(fn: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | Non
         exc = unwrap_worker_error(raised)
         if _traceback_wanted():
             traceback.print_exception(raised)
-        print(error_line(exc), file=sys.stderr)
-        return exit_code(exc)
+        print(error_line(exc, bad_input), file=sys.stderr)
+        return exit_code(exc, bad_input)
     return result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
 
 

@@ -11,9 +11,11 @@
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
 
-Bad input (missing or invalid file, wrong config key, unreadable image, missing store) prints
-one line ``error: ...`` on stderr and exits with status 2; Ctrl-C exits with 130 after the store
-has committed what was recorded.
+Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
+another run is writing, a camera that delivers no frame) prints one line ``error: ...`` on stderr
+and exits with status 2; an internal failure (a full disk included) exits with 1; Ctrl-C or SIGTERM
+exits with 130 after the store has committed what was recorded. The mapping is reid_models.cli's
+(:func:`reid_models.cli.run_cli`), so both command lines agree.
 """
 from __future__ import annotations
 
@@ -22,13 +24,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from reid_models.common import one_line, parse_time
+from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
+from reid_models.common import parse_time
 
 from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "main", "time_argument"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +66,7 @@ def _gt_argument(text: str) -> tuple[str, str]:
 def _set_quiet_env() -> None:
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own lines ("moov atom not found")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,19 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.stages.detect import DetectorError
     from pipeline.store import StoreError
 
-    bad_input = (CliError, ConfigError, DetectorError, IngestError, StoreError, FileNotFoundError,
-                 NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("error: interrupted; everything committed so far is kept in the store", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except bad_input as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - one line for users; PIPELINE_TRACEBACK=1 shows the stack
-        if os.environ.get("PIPELINE_TRACEBACK"):
-            raise
-        print(f"error: {type(exc).__name__}: {one_line(exc)} (set PIPELINE_TRACEBACK=1 for details)",
-              file=sys.stderr)
-        return EXIT_FAILED
+    bad_input = (CliError, ConfigError, DetectorError, IngestError, StoreError)  # + reid_models' BAD_INPUT
+
+    def call(_argv) -> int:
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print("error: interrupted; everything committed so far is kept in the store", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+    return run_cli(call, None, bad_input=bad_input)

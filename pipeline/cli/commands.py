@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(runner.summary.format())
         raise
     print(summary.format())
-    return 0
+    for cam, why in summary.video_errors.items():  # the store is complete; the video asked for is not
+        print(f"error: video of camera {cam} could not be written: {why}", file=sys.stderr)
+    return 1 if summary.video_errors else 0
 
 
 def read_query_image(path: str | Path, box: Sequence[float] | None = None):

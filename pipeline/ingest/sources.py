@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import CameraConfig
-from reid_models.common import IMAGE_EXTENSIONS, ImageReadError, read_image_bgr
+from reid_models.common import IMAGE_EXTENSIONS, ImageReadError, quiet_native_logs, read_image_bgr
 
 log = logging.getLogger("pipeline.ingest")  # the ingestion logger, shared with CameraReader
 
@@ -107,6 +107,10 @@ class VideoFileSource(_Source):
     yields (source index, image) of the kept frames and releases the file at the end."""
 
     def open(self) -> None:
+        with quiet_native_logs():  # FFmpeg's own lines would come before our one-line IngestError
+            self._open()
+
+    def _open(self) -> None:
         cam, path = self.camera, str(self.camera.source)
         cap = cv2.VideoCapture(path)
         if not cap.isOpened():
@@ -166,6 +170,10 @@ class ImageFolderSource(_Source):
     range (IngestError if none), ``frames()`` yields (index in the folder, image)."""
 
     def open(self) -> None:
+        with quiet_native_logs():  # libpng/libjpeg lines of unreadable images
+            self._open()
+
+    def _open(self) -> None:
         cam, folder = self.camera, str(self.camera.source)
         files = list_images(folder) if Path(folder).is_dir() else []
         self.fps = cam.fps or DEFAULT_FOLDER_FPS

@@ -6,10 +6,12 @@ read-only; both speak in backend-neutral types (:mod:`.base`). Today's backend i
 same writer and reader methods. Nothing outside this package writes SQL.
 """
 from . import restage
-from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord, require_store
+from .base import Boxes, RunCounts, Samples, StoreBusyError, StoreError, StoreWriteError, TrackRecord, require_store
+from .lock import WriterLock, check_writable
 from .reader import StoreReader
 from .schema import PAGE_SIZE, SCHEMA_VERSION
 from .writer import TrackStore
 
-__all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreError", "StoreReader",
-           "TrackRecord", "TrackStore", "require_store", "restage"]
+__all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreBusyError", "StoreError",
+           "StoreReader", "StoreWriteError", "TrackRecord", "TrackStore", "WriterLock", "check_writable",
+           "require_store", "restage"]

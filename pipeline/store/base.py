@@ -16,6 +16,16 @@ class StoreError(RuntimeError):
     """A store that cannot be opened or written as asked; the message is one line."""
 
 
+class StoreBusyError(StoreError):
+    """Another writer holds the store (see :mod:`.lock`); the message names its run and pid."""
+
+
+class StoreWriteError(RuntimeError):
+    """Writing or committing a store failed midway (disk full, I/O error): not the user's input.
+
+    The message names the store and what was lost; everything committed before is kept."""
+
+
 def require_store(path: str | Path) -> Path:
     """``path`` as a Path if a store file is there; StoreError naming it and the fix otherwise."""
     path = Path(path)

@@ -3,8 +3,13 @@
 One file holds everything a run produced; later runs append to it. Writes are batched in
 transactions that :meth:`TrackStore.maybe_commit` closes every ``commit_interval`` seconds, so a
 crash or ``kill -9`` loses at most that much work and never leaves a half-written batch (SQLite's
-WAL journal makes each commit all-or-nothing). One run writes a store at a time; readers (query,
-export) may open it while a run is writing.
+WAL journal makes each commit all-or-nothing). A batch is one transaction with the track counts
+(n_boxes, n_samples, extents) it changes: a write or commit that fails (disk full) rolls the whole
+batch back, counts included, and the writer carries on from the last commit.
+
+One writer per store: a TrackStore holds the store's :class:`~pipeline.store.lock.WriterLock` from
+opening to :meth:`TrackStore.close`, so a second writer is refused at once with StoreBusyError
+naming the run and pid that write it. Readers (query, export) may open it while a run is writing.
 
 Embeddings are float32 L2-normalised vectors stored as BLOBs; search keeps them in a numpy
 matrix in RAM and filters rows in SQL (see ../shared/MEASURED.md: exact search over
@@ -18,11 +23,13 @@ writer's own connection.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +40,8 @@ from pipeline.types import Detections, Frame
 from reid_models.common import encode_jpeg, l2_normalize
 
 from . import schema
-from .base import StoreError
+from .base import StoreError, StoreWriteError
+from .lock import WriterLock
 from .reader import StoreReader
 
 
@@ -48,6 +56,28 @@ class _OpenTrack:
     n_samples: int
     emb_sum: np.ndarray | None = field(default=None, repr=False)
     dirty: bool = True
+
+
+@dataclass
+class _Pending:
+    """Rows written since the last commit (what a failed commit loses); since: monotonic time of that commit."""
+
+    tracks: int = 0
+    boxes: int = 0
+    samples: int = 0
+    links: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows(self) -> int:
+        return self.tracks + self.boxes + self.samples + self.links
+
+    def describe(self, run_id: int | None) -> str:
+        age = time.monotonic() - self.since
+        what = ", ".join(f"{n} {name}" for name, n in (("new tracks", self.tracks), ("boxes", self.boxes),
+                                                      ("samples", self.samples), ("identity links", self.links)) if n)
+        run = f" of run {run_id}" if run_id is not None else ""
+        return f"the last {age:.1f} s{run} ({what or 'track extents'})"
 
 
 def _full_frame(frame: Frame, xyxy: np.ndarray) -> tuple[float, float, float, float]:
@@ -69,10 +99,13 @@ class TrackStore:
     embedder or dimension with :class:`StoreError`; ``embedder_id=None`` opens an existing store with
     the embedder it holds (re-embedding with another one: :mod:`.restage`). :attr:`reader` reads it,
     uncommitted rows included.
+    writer_lock: the store's lock when the caller took it already (the runner does, before loading
+    models); otherwise it is taken here (StoreBusyError while another writer holds it). Either way
+    the store releases it in :meth:`close` (and when opening fails).
     """
 
     def __init__(self, config: StoreConfig, embedder_id: str | None, embedding_dim: int | None,
-                 embedder_spec: dict | None = None) -> None:
+                 embedder_spec: dict | None = None, writer_lock: WriterLock | None = None) -> None:
         if not isinstance(config, StoreConfig):
             raise TypeError(f"TrackStore takes a StoreConfig, got {type(config).__name__}")
         self.config = config
@@ -84,17 +117,28 @@ class TrackStore:
         self._known_cameras: set[str] = set()
         self._last_commit = time.monotonic()
         self._closed = False
-        if self.path.is_dir():
-            raise StoreError(f"store path {self.path} is a folder: pass a file path such as "
-                             f"{self.path / 'store.db'}")
-        self._con = schema.connect(self.path, readonly=False)
+        # the state of the last commit, restored when a batch is rolled back; rows of the open batch
+        self._committed: dict[tuple[str, int], _OpenTrack] = {}
+        self._committed_cameras: set[str] = set()
+        self._pending = _Pending()
+        self.lost: _Pending | None = None  # what the last rolled-back batch held (None: nothing lost)
+        if writer_lock is not None and (not writer_lock.held or Path(writer_lock.db_path) != self.path):
+            raise ValueError(f"writer_lock {writer_lock.db_path} is not a held lock of {self.path}")
+        self._writer_lock = writer_lock if writer_lock is not None else WriterLock.acquire(self.path)
+        try:
+            self._con = schema.connect(self.path, readonly=False)
+        except BaseException:
+            self._writer_lock.release()
+            raise
         try:
             self._setup(embedder_id, None if embedding_dim is None else int(embedding_dim), embedder_spec)
         except sqlite3.DatabaseError as e:
             self._con.close()
+            self._writer_lock.release()
             raise schema.database_error(self.path, e) from None
-        except StoreError:
+        except BaseException:
             self._con.close()
+            self._writer_lock.release()
             raise
         self.reader = StoreReader.over(self._con, self._lock, self.path)
 
@@ -140,26 +184,57 @@ class TrackStore:
             self._con.execute("BEGIN")
         return self._con
 
+    @contextmanager
+    def _batch(self) -> Iterator[sqlite3.Connection]:
+        """The open batch's connection; if the block fails (SQLite error, Ctrl-C, bug) the whole batch is
+        rolled back and the open tracks return to their last committed counts, so counts and rows agree.
+        SQLite errors leave as StoreWriteError naming the store and what was lost."""
+        with self._lock:
+            try:
+                yield self._write()
+            except BaseException as e:
+                lost = self._rollback()
+                if isinstance(e, sqlite3.Error):
+                    raise StoreWriteError(f"cannot write store {self.path} ({e}): {lost.describe(self.run_id)} "
+                                          "were rolled back; everything committed before is kept") from e
+                raise
+
+    def _rollback(self) -> _Pending:
+        """Undo the open batch (database and in-memory track state); returns what it held."""
+        if self._con.in_transaction:
+            try:
+                self._con.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite may have rolled back already
+                pass
+        self._open = {k: dataclasses.replace(v) for k, v in self._committed.items()}
+        self._known_cameras = set(self._committed_cameras)
+        lost, self._pending = self._pending, _Pending(since=self._pending.since)
+        if lost.rows:
+            self.lost = lost
+        return lost
+
     def start_run(self, config: dict | None = None) -> int:
         """Begin a run (config snapshot stored as JSON); returns its id.
 
         Tracks left open by earlier runs that never finished (killed) are marked ended, since only
         one run writes a store at a time.
         """
-        with self._lock:
-            con = self._write()
+        with self._batch() as con:
+            # safe: this writer holds the store's lock, so no earlier run is still writing
             con.execute("UPDATE tracks SET ended=1 WHERE ended=0 AND run_id IN "
                         "(SELECT id FROM runs WHERE finished IS NULL)")
             cur = con.execute("INSERT INTO runs(started, config) VALUES (?, ?)",
                               (time.time(), json.dumps(config or {}, default=str)))
-            self.run_id = int(cur.lastrowid)
-            self.commit()
-            return self.run_id
+            run_id = int(cur.lastrowid)
+        self.commit()
+        self.run_id = run_id
+        self._writer_lock.note_run(run_id)
+        return run_id
 
     def add_camera(self, camera_id: str, source: str, meta: dict | None = None) -> None:
         """Create or update a camera row."""
-        with self._lock:
-            self._write().execute(
+        with self._batch() as con:
+            con.execute(
                 "INSERT INTO cameras(id, source, meta) VALUES (?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET source=excluded.source, meta=excluded.meta",
                 (camera_id, str(source), json.dumps(meta or {}, default=str)))
@@ -182,6 +257,7 @@ class TrackStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.run_id, frame.camera_id, local_id, frame.timestamp, frame.timestamp, frame.index, frame.index))
             st = _OpenTrack(int(cur.lastrowid), frame.timestamp, frame.timestamp, frame.index, frame.index, 0, 0)
+            self._pending.tracks += 1
         else:  # the tracker reused an id it had ended: reopen the row
             pk, t0, t1, f0, f1, nb, ns, emb = row
             mean = None if emb is None else np.frombuffer(emb, np.float32) * ns
@@ -200,9 +276,8 @@ class TrackStore:
         ``tracks.xyxy`` is in ``frame.image`` pixels; it is stored in full-frame pixels (+ ``frame.origin``).
         ``frame`` may be an earlier frame than the last one recorded (the tracker fills a gap once the
         track is re-found): pass ``interpolated=True`` for such filled-in boxes, so they are marked."""
-        with self._lock:
-            self._require_run()
-            con = self._write()
+        self._require_run()
+        with self._batch() as con:
             rows = []
             for i in np.flatnonzero(tracks.track_id >= 0):
                 st = self._track(con, frame, int(tracks.track_id[i]))
@@ -216,6 +291,7 @@ class TrackStore:
                              int(interpolated)))
             con.executemany("INSERT OR REPLACE INTO boxes(track_id, frame, time, x1, y1, x2, y2, confidence, "
                             "interpolated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._pending.boxes += len(rows)
 
     def add_samples(self, frame: Frame, tracks: Detections, rows: Sequence[int] | np.ndarray,
                     crops: Sequence[np.ndarray | None]) -> None:
@@ -232,9 +308,8 @@ class TrackStore:
                              f"{self.embedding_dim}: use the store's embedder")
         if len(crops) != len(rows):
             raise ValueError(f"{len(rows)} sample rows but {len(crops)} crops")
-        with self._lock:
-            self._require_run()
-            con = self._write()
+        self._require_run()
+        with self._batch() as con:
             emb = l2_normalize(tracks.embedding[rows])
             out = []
             for k, i in enumerate(rows):
@@ -251,11 +326,11 @@ class TrackStore:
                             _blob(emb[k]), thumb, self.embedder_pk))
             con.executemany("INSERT INTO samples(track_id, frame, time, x1, y1, x2, y2, confidence, embedding, "
                             "thumbnail, embedder_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+            self._pending.samples += len(out)
 
     def end_tracks(self, camera_id: str, local_ids: Iterable[int]) -> None:
         """Mark tracks finished (lost beyond the tracker's buffer, or end of stream)."""
-        with self._lock:
-            con = self._write()
+        with self._batch() as con:
             for local in local_ids:
                 st = self._open.pop((camera_id, int(local)), None)
                 if st is not None:
@@ -278,13 +353,15 @@ class TrackStore:
         with self._lock:
             if self._closed:
                 return
-            if self._open:
-                con = self._write()
-                for st in self._open.values():
-                    self._flush_track(con, st)
-            if self._con.in_transaction:
-                self._con.execute("COMMIT")
+            if self._open or self._con.in_transaction:
+                with self._batch() as con:
+                    for st in self._open.values():
+                        self._flush_track(con, st)
+                    con.execute("COMMIT")
+            self._committed = {k: dataclasses.replace(v) for k, v in self._open.items()}
+            self._committed_cameras = set(self._known_cameras)
             self._last_commit = time.monotonic()
+            self._pending = _Pending()
 
     def maybe_commit(self) -> bool:
         """Commit if ``commit_interval`` seconds passed since the last commit; True if it did."""
@@ -293,33 +370,58 @@ class TrackStore:
             return True
         return False
 
-    def close(self) -> None:
-        """End this run's open tracks, mark the run finished, commit and close. Idempotent."""
+    def close(self, discard_if_empty: bool = False) -> None:
+        """End this run's open tracks, mark the run finished, commit, close and release the lock. Idempotent.
+
+        discard_if_empty: delete the run row instead when the run stored no track (a run that failed
+        before its first frame leaves nothing behind). The connection is closed and the lock released
+        even when the final commit fails; that failure then raises StoreWriteError saying what was lost.
+        """
         with self._lock:
             if self._closed:
                 return
-            if self.run_id is not None:
-                by_cam: dict[str, list[int]] = {}
-                for cam, local in self._open:
-                    by_cam.setdefault(cam, []).append(local)
-                for cam, ids in by_cam.items():
-                    self.end_tracks(cam, ids)
-                self._write().execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), self.run_id))
-            self.commit()
-            self._closed = True
-            self._con.close()
+            failure: BaseException | None = None
+            try:
+                if self.run_id is not None:
+                    by_cam: dict[str, list[int]] = {}
+                    for cam, local in self._open:
+                        by_cam.setdefault(cam, []).append(local)
+                    for cam, ids in by_cam.items():
+                        self.end_tracks(cam, ids)
+                    with self._batch() as con:
+                        empty = con.execute("SELECT NOT EXISTS (SELECT 1 FROM tracks WHERE run_id=?)",
+                                            (self.run_id,)).fetchone()[0]
+                        if discard_if_empty and empty:
+                            con.execute("DELETE FROM runs WHERE id=?", (self.run_id,))
+                        else:
+                            con.execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), self.run_id))
+                self.commit()
+            except StoreWriteError as e:
+                failure = e
+            finally:
+                self._closed = True
+                try:
+                    self._con.close()
+                finally:
+                    self._writer_lock.release()
+            if failure is not None:
+                lost = self.lost.describe(self.run_id) if self.lost is not None else "the last batch"
+                raise StoreWriteError(f"final commit of store {self.path} failed ({failure.__cause__}): {lost} "
+                                      + ("are lost and the run stays marked unfinished; " if self.run_id else
+                                         "are lost; ")
+                                      + "everything committed before is kept") from failure.__cause__
 
     # ------------------------------------------------------------ identities
     def new_identity(self) -> int:
         """A fresh global identity id, unique within this store across runs."""
-        with self._lock:
-            return int(self._write().execute("INSERT INTO identities(created) VALUES (?)", (time.time(),)).lastrowid)
+        with self._batch() as con:
+            return int(con.execute("INSERT INTO identities(created) VALUES (?)", (time.time(),)).lastrowid)
 
     def assign_identity(self, track_id: int, global_id: int, score: float | None, method: str) -> None:
         """Give a track its global identity and record the link (audit trail in ``links``)."""
-        with self._lock:
-            con = self._write()
+        with self._batch() as con:
             con.execute("UPDATE tracks SET global_id=? WHERE id=?", (int(global_id), int(track_id)))
             con.execute("UPDATE identities SET n_tracks=n_tracks+1 WHERE id=?", (int(global_id),))
             con.execute("INSERT INTO links(track_id, global_id, score, method, created) VALUES (?, ?, ?, ?, ?)",
                         (int(track_id), int(global_id), None if score is None else float(score), method, time.time()))
+            self._pending.links += 1

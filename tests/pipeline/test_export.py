@@ -225,7 +225,8 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(type(tmp_path), "write_bytes", write_bytes)
     with pytest.raises(OSError, match="No space"):
         export_store(st.reader, "reid", tmp_path / "new" / "market")
-    assert written and sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db-shm", "s.db-wal"]
+    assert written and sorted(p.name for p in tmp_path.iterdir()) == ["s.db", "s.db-shm", "s.db-wal",
+                                                                       "s.db.lock"]  # the open writer holds its lock
     monkeypatch.undo()
     counts = export_store(st.reader, "reid", tmp_path / "new" / "market")
     assert sum(counts[s] for s in ("bounding_box_train", "query", "bounding_box_test")) == 6
