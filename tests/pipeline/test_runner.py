@@ -46,7 +46,7 @@ def test_run_stores_tracks_boxes_samples_and_timings(demo_run):
         assert len(sampled) >= 4 and sum(t.n_samples for t in tracks) == s.samples
         samples = store.samples_of([t.id for t in sampled], thumbnails=True)
         assert np.allclose(np.linalg.norm(samples.embedding, axis=1), 1.0, atol=1e-4)
-        assert samples.embedding.shape[1] == 1280
+        assert samples.embedding.shape[1] == 1536  # the generic default embedder (generic_mnv2_hsv)
         # at most 8 samples per track, at least 1 s apart (demo.yaml)
         for t in sampled:
             times = np.sort(samples.time[samples.track_id == t.id])
