@@ -151,7 +151,7 @@ class ByteTracker:
         """Advance one frame. ``image``: the (H, W, 3) uint8 BGR frame the boxes are in; without it (or
         with ``appearance`` off) only motion is used. Returns the rows of ``dets`` (input order) that
         belong to reported confirmed tracks, with ``track_id`` set and ``xyxy`` the track's
-        Kalman-corrected box; the other rows are left out."""
+        Kalman-corrected box (clipped to the image when it is given); the other rows are left out."""
         if not isinstance(dets, Detections):
             raise TypeError(f"ByteTracker.update expects Detections, got {type(dets).__name__}")
         self.frame_id += 1
@@ -223,9 +223,10 @@ class ByteTracker:
 
         ids = np.full(len(dets), -1, np.int64)
         boxes = xyxy.copy()
+        limits = None if image is None else np.array([image.shape[1], image.shape[0]] * 2, np.float64)
         for t in self._tracked:
             if t.confirmed and t.det_index >= 0:
-                box = t.xyxy
+                box = t.xyxy if limits is None else np.clip(t.xyxy, 0.0, limits)  # Kalman boxes may overshoot
                 if self._reportable(t):
                     ids[t.det_index] = t.track_id
                     boxes[t.det_index] = box
