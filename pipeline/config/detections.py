@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DetectionFile", "DetectionFileError", "read_detection_file"]
+__all__ = ["DetectionFile", "DetectionFileError", "numeric_rows", "read_detection_file"]
 
 _SPLIT = re.compile(r"[,\s]+")
 FORMAT_HELP = "expected MOTChallenge det.txt lines 'frame,-1,x,y,w,h,score' with 1-based integer frames"
@@ -44,23 +45,32 @@ class DetectionFile:
         return slice(int(lo), int(hi))
 
 
-def _parse(path: Path) -> DetectionFile:
+def numeric_rows(path: Path, need: int, error: type[ValueError], what: str,
+                 help_text: str) -> Iterator[tuple[int, str, list[float]]]:
+    """The non-blank lines of a MOTChallenge text file (comma- or space-separated) as ``(line number,
+    line, first ``need`` values as floats)``; ``error`` with one line naming the file (``what`` it is),
+    the line and ``help_text`` when it cannot be read, a line is short or a value is not a number."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DetectionFileError(f"cannot read detections file {path}: {type(exc).__name__}: {exc}") from None
-    rows = []
+        raise error(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
     for k, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         fields = [f for f in _SPLIT.split(line) if f]
-        if len(fields) < 7:
-            raise DetectionFileError(f"{path}:{k}: {len(fields)} columns, need at least 7; {FORMAT_HELP}")
+        if len(fields) < need:
+            raise error(f"{path}:{k}: {len(fields)} columns, need at least {need}; {help_text}")
         try:
-            values = [float(f) for f in fields[:7]]
+            values = [float(f) for f in fields[:need]]
         except ValueError:
-            raise DetectionFileError(f"{path}:{k}: non-numeric value in {line[:60]!r}; {FORMAT_HELP}") from None
+            raise error(f"{path}:{k}: non-numeric value in {line[:60]!r}; {help_text}") from None
+        yield k, line, values
+
+
+def _parse(path: Path) -> DetectionFile:
+    rows = []
+    for k, line, values in numeric_rows(path, 7, DetectionFileError, "detections file", FORMAT_HELP):
         if not np.isfinite(values).all() or values[0] != int(values[0]) or values[0] < 1:
             raise DetectionFileError(f"{path}:{k}: frame must be an integer >= 1 in {line[:60]!r}; {FORMAT_HELP}")
         if values[4] <= 0 or values[5] <= 0:

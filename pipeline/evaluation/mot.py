@@ -8,15 +8,15 @@ saw.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.config.detections import numeric_rows
+
 __all__ = ["MotBoxes", "MotFormatError", "camera_ground_truth", "read_mot"]
 
-_SPLIT = re.compile(r"[,\s]+")
 FORMAT_HELP = "expected MOTChallenge lines 'frame,id,x,y,w,h,conf,...' with 1-based integer frames and ids"
 
 
@@ -115,23 +115,9 @@ def read_mot(path: str | Path, ground_truth: bool = False, person_class: int | N
     Raises MotFormatError with one line naming the file, the line and the expected format.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MotFormatError(f"cannot read MOT file {path}: {type(exc).__name__}: {exc}") from None
     need = 8 if person_class is not None else 7 if ground_truth else 6
     rows = []
-    for k, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        fields = [f for f in _SPLIT.split(line) if f]
-        if len(fields) < need:
-            raise MotFormatError(f"{path}:{k}: {len(fields)} columns, need at least {need}; {FORMAT_HELP}")
-        try:
-            values = [float(f) for f in fields[:need]]
-        except ValueError:
-            raise MotFormatError(f"{path}:{k}: non-numeric value in {line[:60]!r}; {FORMAT_HELP}") from None
+    for k, line, values in numeric_rows(path, need, MotFormatError, "MOT file", FORMAT_HELP):
         if not all(np.isfinite(values)) or values[0] != int(values[0]) or values[1] != int(values[1]):
             raise MotFormatError(f"{path}:{k}: frame and id must be integers in {line[:60]!r}; {FORMAT_HELP}")
         if values[0] < 1:
