@@ -113,6 +113,12 @@ class WriterLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def claim(self, cameras) -> None:
+        """Nothing to do: the lock holds every camera of the store (PostgreSQL claims them one by one)."""
+
+    def hold_run(self, run_id: int) -> None:
+        """Nothing to do: while this lock is held no other run is live."""
+
     def note_run(self, run_id: int | None) -> None:
         """Record the run id this writer is writing (shown to a refused second writer)."""
         if self._fd is not None:

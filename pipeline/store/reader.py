@@ -1,8 +1,9 @@
 """Read side of the store: :class:`StoreReader`, the queries behind search, export, association and
 the runner's summary.
 
-``StoreReader(path)`` opens a store read-only (it never writes, so it may read while a run is
-writing, or from a read-only filesystem, see :func:`_connect_readonly`);
+``StoreReader(path)`` opens a store (a SQLite file, or a ``postgresql://`` URL) read-only (it never
+writes, so it may read while runs are writing, or a file on a read-only filesystem, see
+:func:`.backend._connect_readonly`);
 :attr:`pipeline.store.writer.TrackStore.reader` is a StoreReader over the writer's own connection,
 which also sees the writer's uncommitted rows. Rows come back as
 :class:`~pipeline.store.base.TrackRecord` or as parallel numpy arrays (``Samples``, ``Boxes``).
@@ -10,7 +11,6 @@ which also sees the writer's uncommitted rows. Rows come back as
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +19,8 @@ import numpy as np
 
 from reid_models.common import UserError
 
-from . import schema
-from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord, require_store
+from .backend import open_backend
+from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord
 
 _TRACK_COLS = ("id, run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame, "
                "n_boxes, n_samples, ended, global_id")
@@ -30,56 +30,37 @@ def _in_clause(column: str, values: Sequence) -> tuple[str, list]:
     return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
 
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """``mode=ro``, or ``immutable=1`` where a read-only folder (read-only mount, CD, ``chattr +i``)
-    keeps SQLite from creating the WAL index (``-shm``) that ``mode=ro`` needs. A leftover ``-wal``
-    file there (its writer was killed) holds rows ``immutable`` would miss: refused in one line."""
-    con = schema.connect(path, readonly=True)
-    try:
-        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        return con
-    except sqlite3.DatabaseError as e:
-        con.close()
-        if "unable to open" not in str(e):
-            raise schema.database_error(path, e) from None
-    wal = path.with_name(path.name + "-wal")
-    if wal.is_file() and wal.stat().st_size > 0:
-        raise StoreError(f"cannot open store {path} read-only: its folder is read-only and {wal.name} holds rows "
-                         "not yet in the store file; copy the store with its -wal file to a writable folder")
-    return schema.connect(path, readonly=True, immutable=True)
-
-
 class StoreReader:
     """Read-only access to a store: ``with StoreReader("runs/demo.db") as store: store.tracks(...)``.
 
-    path, embedder_id, embedding_dim, embedder_spec: what the store was built with (the embedder
-    spec rebuilds the embedder, see ``Embedder.from_spec``). A missing file, a file that is not a
-    track store or one of another schema version is a one-line :class:`StoreError`.
+    path (the store as shown in messages), embedder_id, embedding_dim, embedder_spec: what the store
+    was built with (the embedder spec rebuilds the embedder, see ``Embedder.from_spec``). A missing
+    file or database, one that is not a track store or one of another schema version is a one-line
+    :class:`StoreError`.
     """
 
     def __init__(self, path: str | Path) -> None:
-        path = require_store(path)
-        con = _connect_readonly(path)
+        backend = open_backend(path)
+        con = backend.connect(readonly=True)
         try:
-            version = schema.schema_version(con, path)
-            schema.check_version(version, path, can_migrate=False)
-        except sqlite3.DatabaseError as e:
+            backend.check_reader(con)
+        except backend.errors as e:
             con.close()
-            raise schema.database_error(path, e) from None
+            raise backend.database_error(e) from None
         except StoreError:
             con.close()
             raise
-        self._attach(con, threading.RLock(), path, owns=True)
+        self._attach(con, threading.RLock(), backend.display, owns=True)
 
     @classmethod
-    def over(cls, con: sqlite3.Connection, lock: threading.RLock, path: Path) -> StoreReader:
+    def over(cls, con, lock: threading.RLock, path: str | Path) -> StoreReader:
         """A reader sharing an open connection and its lock (the writer's); closing it leaves them open."""
         reader = cls.__new__(cls)
         reader._attach(con, lock, path, owns=False)
         return reader
 
-    def _attach(self, con: sqlite3.Connection, lock: threading.RLock, path: Path, owns: bool) -> None:
-        self._con, self._lock, self.path, self._owns = con, lock, Path(path), owns
+    def _attach(self, con, lock: threading.RLock, path: str | Path, owns: bool) -> None:
+        self._con, self._lock, self.path, self._owns = con, lock, path, owns
         with lock:
             meta = dict(con.execute("SELECT key, value FROM meta"))
         self.embedder_id: str = meta["embedder_id"]

@@ -1,4 +1,7 @@
-"""The SQLite store's schema, its version (``PRAGMA user_version``) and the migrations between versions.
+"""The store's schema, its version (SQLite: ``PRAGMA user_version``) and the migrations between versions.
+
+Written for SQLite; :mod:`.postgres` translates the same scripts for PostgreSQL (its version: the
+``meta`` row ``schema_version``).
 
 ``MIGRATIONS[k]`` turns a version-k store into version k+1; a new store runs them all from 0, so
 the newest schema is always what the migrations build. The writer migrates an older store in
@@ -9,6 +12,7 @@ both, in one line. Stores written before ``user_version`` was used carry their v
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from .base import StoreError
@@ -60,7 +64,8 @@ _V2_EMBEDDERS = """
 CREATE TABLE embedders (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL,
                         spec TEXT NOT NULL, created REAL NOT NULL);
 INSERT INTO embedders(name, dim, spec, created)
-    SELECT (SELECT value FROM meta WHERE key='embedder_id'), (SELECT value FROM meta WHERE key='embedding_dim'),
+    SELECT (SELECT value FROM meta WHERE key='embedder_id'),
+           CAST((SELECT value FROM meta WHERE key='embedding_dim') AS INTEGER),
            COALESCE((SELECT value FROM meta WHERE key='embedder_spec'), '{}'), strftime('%s', 'now')
     WHERE EXISTS (SELECT 1 FROM meta WHERE key='embedder_id');
 ALTER TABLE samples ADD COLUMN embedder_id INTEGER REFERENCES embedders(id);
@@ -162,8 +167,8 @@ def migrate(con: sqlite3.Connection, version: int, meta: dict[str, str] | None =
         raise
 
 
-def embedder_row(con: sqlite3.Connection, name: str, dim: int, spec: str) -> int:
-    """The ``embedders`` row of an embedder (created if absent); its id."""
-    con.execute("INSERT OR IGNORE INTO embedders(name, dim, spec, created) VALUES (?, ?, ?, strftime('%s', 'now'))",
-                (name, int(dim), spec))
+def embedder_row(con, name: str, dim: int, spec: str) -> int:
+    """The ``embedders`` row of an embedder (created if absent); its id. Any backend's connection."""
+    con.execute("INSERT INTO embedders(name, dim, spec, created) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, int(dim), spec, float(int(time.time()))))
     return int(con.execute("SELECT id FROM embedders WHERE name=?", (name,)).fetchone()[0])

@@ -1,15 +1,18 @@
-"""Persistent record of cameras, runs, tracks, boxes, samples and global identities (SQLite, WAL).
+"""Persistent record of cameras, runs, tracks, boxes, samples and global identities (SQLite file in WAL
+mode, or a PostgreSQL database: :mod:`.backend`).
 
-One file holds everything a run produced; later runs append to it. Writes are batched in
+One store holds everything a run produced; later runs append to it. Writes are batched in
 transactions that :meth:`TrackStore.maybe_commit` closes every ``commit_interval`` seconds, so a
-crash or ``kill -9`` loses at most that much work and never leaves a half-written batch (SQLite's
-WAL journal makes each commit all-or-nothing). A batch is one transaction with the track counts
+crash or ``kill -9`` loses at most that much work and never leaves a half-written batch (each commit
+is one database transaction: all-or-nothing). A batch is one transaction with the track counts
 (n_boxes, n_samples, extents) it changes: a write or commit that fails (disk full) rolls the whole
 batch back, counts included, and the writer carries on from the last commit.
 
-One writer per store: a TrackStore holds the store's :class:`~pipeline.store.lock.WriterLock` from
+One writer per SQLite store: a TrackStore holds the store's :class:`~pipeline.store.lock.WriterLock` from
 opening to :meth:`TrackStore.close`, so a second writer is refused at once with StoreBusyError
-naming the run and pid that write it. Readers (query, export) may open it while a run is writing.
+naming the run and pid that write it. A PostgreSQL store takes many writers at once, one per camera:
+each holds its cameras (:class:`~pipeline.store.postgres.WriterClaims`), so a second writer of a
+camera is refused the same way. Readers (query, export) may open a store while runs are writing.
 
 Embeddings are float32 L2-normalised vectors stored as BLOBs; search keeps them in a numpy
 matrix in RAM and filters rows in SQL (see ../shared/MEASURED.md: exact search over
@@ -25,13 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from pipeline.types import Detections, Frame
 from reid_models.common import encode_jpeg, l2_normalize
 
 from . import schema
+from .backend import open_backend
 from .base import StoreError, StoreWriteError
 from .lock import WriterLock
 from .reader import StoreReader
@@ -94,14 +96,15 @@ def _blob(vec: np.ndarray) -> bytes:
 class TrackStore:
     """Writer of a store: ``TrackStore(config, embedder_id, embedding_dim, embedder_spec)``.
 
-    config: the ``store`` section (path, thumbnail_height, commit_interval). Creates the store (and
-    its folder) if absent, migrates an older schema, and refuses a store built with another
-    embedder or dimension with :class:`StoreError`; ``embedder_id=None`` opens an existing store with
-    the embedder it holds (re-embedding with another one: :mod:`.restage`). :attr:`reader` reads it,
-    uncommitted rows included.
-    writer_lock: the store's lock when the caller took it already (the runner does, before loading
-    models); otherwise it is taken here (StoreBusyError while another writer holds it). Either way
-    the store releases it in :meth:`close` (and when opening fails).
+    config: the ``store`` section (path: a file or a ``postgresql://`` URL, thumbnail_height,
+    commit_interval). Creates the store (and its folder) if absent, migrates an older schema, and
+    refuses a store built with another embedder or dimension with :class:`StoreError`;
+    ``embedder_id=None`` opens an existing store with the embedder it holds (re-embedding with
+    another one: :mod:`.restage`). :attr:`reader` reads it, uncommitted rows included.
+    writer_lock: the store's lock (SQLite :class:`WriterLock`, PostgreSQL ``WriterClaims``) when the
+    caller took it already (the runner does, before loading models); otherwise it is taken here
+    (StoreBusyError while another writer holds it). Either way the store releases it in
+    :meth:`close` (and when opening fails). :attr:`path`: the store as shown in messages.
     """
 
     def __init__(self, config: StoreConfig, embedder_id: str | None, embedding_dim: int | None,
@@ -109,7 +112,8 @@ class TrackStore:
         if not isinstance(config, StoreConfig):
             raise TypeError(f"TrackStore takes a StoreConfig, got {type(config).__name__}")
         self.config = config
-        self.path = Path(config.path)
+        self.backend = open_backend(config.path)
+        self.path = self.backend.display
         self.commit_interval = config.commit_interval
         self.run_id: int | None = None
         self._lock = threading.RLock()
@@ -122,20 +126,20 @@ class TrackStore:
         self._committed_cameras: set[str] = set()
         self._pending = _Pending()
         self.lost: _Pending | None = None  # what the last rolled-back batch held (None: nothing lost)
-        if writer_lock is not None and (not writer_lock.held or Path(writer_lock.db_path) != self.path):
+        if writer_lock is not None and (not writer_lock.held or not self.backend.same_lock(writer_lock)):
             raise ValueError(f"writer_lock {writer_lock.db_path} is not a held lock of {self.path}")
-        self._writer_lock = writer_lock if writer_lock is not None else WriterLock.acquire(self.path)
+        self._writer_lock = writer_lock if writer_lock is not None else self.backend.writer_lock()
         try:
-            self._con = schema.connect(self.path, readonly=False)
+            self._con = self.backend.connect(readonly=False)
         except BaseException:
             self._writer_lock.release()
             raise
         try:
             self._setup(embedder_id, None if embedding_dim is None else int(embedding_dim), embedder_spec)
-        except sqlite3.DatabaseError as e:
+        except self.backend.errors as e:
             self._con.close()
             self._writer_lock.release()
-            raise schema.database_error(self.path, e) from None
+            raise self.backend.database_error(e) from None
         except BaseException:
             self._con.close()
             self._writer_lock.release()
@@ -145,19 +149,10 @@ class TrackStore:
     # ---------------------------------------------------------------- opening
     def _setup(self, embedder_id: str, embedding_dim: int, embedder_spec: dict | None) -> None:
         con = self._con
-        if embedder_id is None and not schema.tables(con):  # "the store's own embedder" needs a store
+        if embedder_id is None and not self.backend.tables(con):  # "the store's own embedder" needs a store
             raise StoreError(f"no store at {self.path}: run `python -m pipeline run` first or check --db")
-        if not schema.tables(con):
-            schema.create(con, {"embedder_id": embedder_id, "embedding_dim": str(embedding_dim),
-                                "embedder_spec": json.dumps(embedder_spec or {})})
-        else:
-            version = schema.schema_version(con, self.path)
-            schema.check_version(version, self.path, can_migrate=True)
-            if con.execute("PRAGMA user_version").fetchone()[0] != schema.SCHEMA_VERSION:
-                schema.migrate(con, version)  # older, or of the days before user_version: stamp it
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("PRAGMA foreign_keys=ON")
+        self.backend.prepare_writer(con, {"embedder_id": embedder_id, "embedding_dim": str(embedding_dim),
+                                          "embedder_spec": json.dumps(embedder_spec or {})})
         meta = dict(con.execute("SELECT key, value FROM meta"))
         if embedder_id is None:  # open with the embedder the store holds (reembed, maintenance)
             embedder_id, embedding_dim = meta["embedder_id"], int(meta["embedding_dim"])
@@ -177,7 +172,7 @@ class TrackStore:
         self.close()
 
     # ---------------------------------------------------------------- writing
-    def _write(self) -> sqlite3.Connection:
+    def _write(self):
         if self._closed:
             raise StoreError(f"store {self.path} is closed")
         if not self._con.in_transaction:
@@ -185,16 +180,16 @@ class TrackStore:
         return self._con
 
     @contextmanager
-    def _batch(self) -> Iterator[sqlite3.Connection]:
-        """The open batch's connection; if the block fails (SQLite error, Ctrl-C, bug) the whole batch is
+    def _batch(self) -> Iterator:
+        """The open batch's connection; if the block fails (database error, Ctrl-C, bug) the whole batch is
         rolled back and the open tracks return to their last committed counts, so counts and rows agree.
-        SQLite errors leave as StoreWriteError naming the store and what was lost."""
+        Database errors leave as StoreWriteError naming the store and what was lost."""
         with self._lock:
             try:
                 yield self._write()
             except BaseException as e:
                 lost = self._rollback()
-                if isinstance(e, sqlite3.Error):
+                if isinstance(e, self.backend.errors):
                     raise StoreWriteError(f"cannot write store {self.path} ({e}): {lost.describe(self.run_id)} "
                                           "were rolled back; everything committed before is kept") from e
                 raise
@@ -204,7 +199,7 @@ class TrackStore:
         if self._con.in_transaction:
             try:
                 self._con.execute("ROLLBACK")
-            except sqlite3.Error:  # SQLite may have rolled back already
+            except self.backend.errors:  # SQLite may have rolled back already
                 pass
         self._open = {k: dataclasses.replace(v) for k, v in self._committed.items()}
         self._known_cameras = set(self._committed_cameras)
@@ -216,23 +211,22 @@ class TrackStore:
     def start_run(self, config: dict | None = None) -> int:
         """Begin a run (config snapshot stored as JSON); returns its id.
 
-        Tracks left open by earlier runs that never finished (killed) are marked ended, since only
-        one run writes a store at a time.
+        Tracks left open by earlier runs that never finished (killed) are marked ended: on SQLite
+        every earlier run (one run writes a store at a time), on PostgreSQL the runs whose writer is gone.
         """
         with self._batch() as con:
-            # safe: this writer holds the store's lock, so no earlier run is still writing
-            con.execute("UPDATE tracks SET ended=1 WHERE ended=0 AND run_id IN "
-                        "(SELECT id FROM runs WHERE finished IS NULL)")
-            cur = con.execute("INSERT INTO runs(started, config) VALUES (?, ?)",
-                              (time.time(), json.dumps(config or {}, default=str)))
-            run_id = int(cur.lastrowid)
+            self.backend.end_dead_runs(con)
+            run_id = int(con.execute("INSERT INTO runs(started, config) VALUES (?, ?) RETURNING id",
+                                     (time.time(), json.dumps(config or {}, default=str))).fetchone()[0])
+            self._writer_lock.hold_run(run_id)
         self.commit()
         self.run_id = run_id
         self._writer_lock.note_run(run_id)
         return run_id
 
     def add_camera(self, camera_id: str, source: str, meta: dict | None = None) -> None:
-        """Create or update a camera row."""
+        """Create or update a camera row (claiming the camera: StoreBusyError if another live run writes it)."""
+        self._writer_lock.claim([camera_id])
         with self._batch() as con:
             con.execute(
                 "INSERT INTO cameras(id, source, meta) VALUES (?, ?, ?) "
@@ -240,23 +234,25 @@ class TrackStore:
                 (camera_id, str(source), json.dumps(meta or {}, default=str)))
             self._known_cameras.add(camera_id)
 
-    def _track(self, con: sqlite3.Connection, frame: Frame, local_id: int) -> _OpenTrack:
+    def _track(self, con, frame: Frame, local_id: int) -> _OpenTrack:
         key = (frame.camera_id, local_id)
         st = self._open.get(key)
         if st is not None:
             return st
         if frame.camera_id not in self._known_cameras:
+            self._writer_lock.claim([frame.camera_id])
             con.execute("INSERT OR IGNORE INTO cameras(id, source) VALUES (?, '')", (frame.camera_id,))
             self._known_cameras.add(frame.camera_id)
         row = con.execute("SELECT id, start_time, end_time, start_frame, end_frame, n_boxes, n_samples, embedding "
                           "FROM tracks WHERE run_id=? AND camera_id=? AND local_id=?",
                           (self.run_id, frame.camera_id, local_id)).fetchone()
         if row is None:  # a new track
-            cur = con.execute(
+            pk = con.execute(
                 "INSERT INTO tracks(run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.run_id, frame.camera_id, local_id, frame.timestamp, frame.timestamp, frame.index, frame.index))
-            st = _OpenTrack(int(cur.lastrowid), frame.timestamp, frame.timestamp, frame.index, frame.index, 0, 0)
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (self.run_id, frame.camera_id, local_id, frame.timestamp, frame.timestamp, frame.index,
+                 frame.index)).fetchone()[0]
+            st = _OpenTrack(int(pk), frame.timestamp, frame.timestamp, frame.index, frame.index, 0, 0)
             self._pending.tracks += 1
         else:  # the tracker reused an id it had ended: reopen the row
             pk, t0, t1, f0, f1, nb, ns, emb = row
@@ -337,7 +333,7 @@ class TrackStore:
                     self._flush_track(con, st)
                     con.execute("UPDATE tracks SET ended=1 WHERE id=?", (st.pk,))
 
-    def _flush_track(self, con: sqlite3.Connection, st: _OpenTrack) -> None:
+    def _flush_track(self, con, st: _OpenTrack) -> None:
         if not st.dirty:
             return
         emb = None
@@ -412,10 +408,24 @@ class TrackStore:
                                       + "everything committed before is kept") from failure.__cause__
 
     # ------------------------------------------------------------ identities
+    @contextmanager
+    def identities_locked(self) -> Iterator[None]:
+        """Link identities inside this block alone: the open batch is committed first (so a linker that
+        waits holds no rows), then a new batch takes the store's identity lock (PostgreSQL: an advisory
+        lock shared by every writer; SQLite: the writer lock already excludes everyone), and the block's
+        writes are committed together at its end."""
+        self.commit()
+        with self._lock:
+            with self._batch() as con:
+                self.backend.lock_identities(con)
+            yield
+            self.commit()
+
     def new_identity(self) -> int:
         """A fresh global identity id, unique within this store across runs."""
         with self._batch() as con:
-            return int(con.execute("INSERT INTO identities(created) VALUES (?)", (time.time(),)).lastrowid)
+            return int(con.execute("INSERT INTO identities(created) VALUES (?) RETURNING id",
+                                   (time.time(),)).fetchone()[0])
 
     def assign_identity(self, track_id: int, global_id: int, score: float | None, method: str) -> None:
         """Give a track its global identity and record the link (audit trail in ``links``)."""
