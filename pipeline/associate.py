@@ -37,18 +37,29 @@ Algorithm of :meth:`CrossCameraAssociator.link` (run every few seconds of stream
    with its score and method: ``match`` (average similarity to the identity's tracks), ``cluster``
    (average similarity to the other tracks of its cluster), ``new`` (a lone track, score NULL).
 
+Concurrency: a link pass runs inside :meth:`TrackStore.identities_locked`: on PostgreSQL, where
+several runs write one store, passes of different processes take turns on an advisory lock, so
+two linkers never read the same pending tracks and both give them identities. Runs on a
+PostgreSQL store leave linking to one ``pipeline associate --follow`` service (:func:`associate_store`),
+which has the association settings of every camera group (a run knows only its own cameras'
+transit rules, so it could not check a cross-group link).
+
 Costs: one (N, N + M) matrix product per call with N new tracks and M identified tracks, and
 O(N^2) cluster bookkeeping; the store's identified tracks are read each call (O(identified tracks)).
 """
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lap
 import numpy as np
 
-from pipeline.config import AssociationConfig
-from pipeline.store import StoreReader, TrackStore
+from pipeline.config import AssociationConfig, StoreConfig, TransitRule
+from pipeline.store import StoreBusyError, StoreError, StoreReader, TrackStore, open_backend
 from reid_models.common import l2_normalize
 
 MIN_LINK_MARGIN = 0.05
@@ -126,11 +137,16 @@ class CrossCameraAssociator:
 
     # -------------------------------------------------------------- linking
     def link(self, store: TrackStore) -> int:
-        """Give every eligible ended track a global identity; commits the store.
+        """Give every eligible ended track a global identity; commits the store (one pass at a time per
+        store, see module docstring).
 
         Returns the number of tracks that now share an identity with at least one other track
         (``last_stats`` has the breakdown: matched, clustered, new).
         """
+        with store.identities_locked():
+            return self._link(store)
+
+    def _link(self, store: TrackStore) -> int:
         thr = self.threshold
         reader = store.reader
         pending = reader.tracks(ended=True, linked=False, min_samples=self.min_track_samples)
@@ -218,3 +234,96 @@ class CrossCameraAssociator:
             alive[b] = False
             blocked[a] = blocked[:, a] = False
         return [c for c, live in zip(clusters, alive) if live]
+
+
+# ------------------------------------------------------------------ the `pipeline associate` command
+def stored_association(reader: StoreReader) -> AssociationConfig:
+    """The association settings the store's runs were made with: threshold and min_track_samples of
+    the last run, transit rules of every run (one per camera pair, the latest run's winning)."""
+    runs = reader.runs()
+    last = dict(runs[-1][3].get("association", {})) if runs else {}
+    rules: dict[frozenset, TransitRule] = {}
+    for *_, config in runs:
+        for r in (config.get("association") or {}).get("transit", ()):
+            rule = TransitRule(**r)
+            rules[frozenset(rule.cameras)] = rule
+    defaults = AssociationConfig()
+    return AssociationConfig(threshold=float(last.get("threshold", defaults.threshold)),
+                             min_track_samples=int(last.get("min_track_samples", defaults.min_track_samples)),
+                             transit=tuple(rules.values()))
+
+
+@dataclass(frozen=True)
+class AssociateResult:
+    """What ``pipeline associate`` did: passes made, tracks given an identity (matched to an existing
+    one, clustered with other new tracks, alone), identities and those seen on >= 2 cameras."""
+
+    passes: int
+    matched: int
+    clustered: int
+    new: int
+    identities: int
+    cross_camera: int
+
+    def format(self) -> str:
+        return (f"{self.passes} pass(es): {self.matched + self.clustered + self.new} tracks linked ({self.matched} "
+                f"matched, {self.clustered} clustered, {self.new} alone); the store has {self.identities} global "
+                f"identities, {self.cross_camera} seen on more than one camera")
+
+
+def _is_missing_store(e: StoreError) -> bool:
+    text = str(e)
+    return text.startswith("no store at") or "empty database" in text
+
+
+def associate_store(db: str | Path, config: AssociationConfig | None = None, follow: bool = False,
+                    interval: float = 5.0, note: Callable[[str], None] | None = None,
+                    passes: int | None = None) -> AssociateResult:
+    """Link the ended tracks of store ``db`` into global identities (see :class:`CrossCameraAssociator`).
+
+    config: the association settings (default: :func:`stored_association`, re-read each pass).
+    follow: keep linking every ``interval`` seconds until interrupted (a service). On PostgreSQL the
+    service holds the store's ``associate`` advisory lock: a second one waits for the first to stop.
+    On SQLite each pass takes the file's writer lock; while a run writes the store, passes wait for
+    it (the run links its own tracks). A store that does not exist yet is waited for. note(text):
+    where waiting is reported (default stderr). passes: stop after this many (tests)."""
+    if interval <= 0:
+        raise ValueError(f"interval must be > 0 seconds, got {interval}")
+    note = note or (lambda text: print(text, file=sys.stderr, flush=True))
+    backend = open_backend(db)
+    service = backend.hold_associator(note) if follow and backend.shared else None
+    totals = {"matched": 0, "clustered": 0, "new": 0}
+    done, store, last_note = 0, None, None
+    try:
+        while True:
+            try:
+                if store is None:
+                    store = TrackStore(StoreConfig(path=str(db)), None, None)
+                assoc = CrossCameraAssociator(config or stored_association(store.reader))
+                assoc.link(store)
+                for k in totals:
+                    totals[k] += assoc.last_stats.get(k, 0)
+                last_note = None
+            except (StoreBusyError, StoreError) as e:
+                if not follow or not (isinstance(e, StoreBusyError) or _is_missing_store(e)):
+                    raise
+                if str(e) != last_note:
+                    note(f"waiting: {e}")
+                    last_note = str(e)
+            finally:
+                if store is not None and not backend.shared:  # SQLite: give the file back to runs
+                    store.close()
+                    store = None
+            done += 1
+            if not follow or (passes is not None and done >= passes):
+                break
+            time.sleep(interval)
+        with StoreReader(db) as reader:
+            ids = reader.identities()
+    finally:
+        if store is not None:
+            store.close()
+        if service is not None:
+            service.close()
+    return AssociateResult(done, totals["matched"], totals["clustered"], totals["new"], len(ids),
+                           sum(1 for cams in ids.values() if len(cams) >= 2))

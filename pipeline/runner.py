@@ -7,11 +7,14 @@ Each loop step takes the frames the cameras have ready (at most one per camera),
 persons in all of them in one batch, updates each camera's own tracker, embeds the few
 sampled boxes of all cameras in one batch, and records boxes, samples and finished tracks in
 the store, which commits every ``store.commit_interval`` seconds. Every ``associate_every``
-seconds of stream time (and at the end) ended tracks are linked into global identities.
+seconds of stream time (and at the end) ended tracks are linked into global identities; on a
+PostgreSQL store, written by one worker per camera group, that is left to ``pipeline associate
+--follow`` (see :mod:`pipeline.associate`).
 
 Before any model is loaded and before the run is written to the store, the run takes the store's
-writer lock (a second run on the same store is refused, naming the run and pid that hold it) and
-checks that the store can be written, that the --save-video folder can be written, and that every
+writer lock (SQLite: a second run on the same file is refused, naming the run and pid that hold it;
+PostgreSQL: runs of other cameras write at once, a second run of one of this run's cameras is
+refused) and checks that the store can be written, that the --save-video folder can be written, and that every
 file/folder camera opens and fits its roi; a failure there leaves nothing in the store.
 Ctrl-C (or SIGTERM) ends every track and links identities, as the end of the files does, before
 the exception propagates (a second Ctrl-C stops at once); any error stops the readers, commits
@@ -34,7 +37,7 @@ from pipeline.config import PipelineConfig, config_to_dict, load_config
 from pipeline.ingest import IngestError, MultiCameraReader
 from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
-from pipeline.store import RunCounts, TrackStore, WriterLock
+from pipeline.store import RunCounts, TrackStore, WriterLock, open_backend, store_location
 from pipeline.types import Frame
 
 STAGES = ("read", "detect", "track", "embed", "store", "associate")
@@ -66,7 +69,8 @@ class RunSummary:
     identities: global identities holding this run's tracks; cross_camera: those seen on >= 2 cameras;
     reconnects: live cameras only, times each one's stream was re-established after it dropped.
     videos: camera -> annotated MP4 written completely; video_errors: camera -> why its video could not
-    be written (e.g. a full disk), the run's data in the store is unaffected."""
+    be written (e.g. a full disk), the run's data in the store is unaffected. associated: False where
+    the run left linking identities to ``pipeline associate --follow`` (a PostgreSQL store)."""
 
     db_path: str
     run_id: int
@@ -83,6 +87,7 @@ class RunSummary:
     videos: dict[str, str] = field(default_factory=dict)
     reconnects: dict[str, int] = field(default_factory=dict)
     video_errors: dict[str, str] = field(default_factory=dict)
+    associated: bool = True
 
     @property
     def fps(self) -> float:
@@ -97,6 +102,9 @@ class RunSummary:
                  f"ms per frame: {stages}",
                  f"{self.tracks} tracks, {self.samples} samples, {self.identities} global identities, "
                  f"{self.cross_camera} seen on more than one camera"]
+        if not self.associated:
+            lines.append(f"identities: linked by `python -m pipeline associate --db {self.db_path} --follow` "
+                         "(PostgreSQL store: runs leave linking to one associator)")
         if self.reconnects:
             lines.append("reconnects: " + "  ".join(f"{cam} {n}" for cam, n in self.reconnects.items()))
         lines += [f"video {cam}: {path}" for cam, path in self.videos.items()]
@@ -123,7 +131,9 @@ class Runner:
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         self.cfg = config
-        self.db_path = Path(db_path if db_path is not None else config.store.path)
+        self.db_path = store_location(db_path if db_path is not None else config.store.path)
+        self.backend = open_backend(self.db_path)
+        self.links = not self.backend.shared  # PostgreSQL: `pipeline associate --follow` links
         self.device, self.max_frames, self.progress = device, max_frames, progress
         self.save_video = None if save_video is None else Path(save_video)
         self.associate_every = float(associate_every)
@@ -138,7 +148,7 @@ class Runner:
         """The checks that need no model, before anything is written: the store's writer lock (and that
         it can be written), the video folder, every camera opened (files/folders: first frame decoded,
         roi checked; live sources start connecting). Returns the held lock and the started reader."""
-        lock = WriterLock.acquire(self.db_path)  # StoreError / StoreBusyError, one line
+        lock = self.backend.writer_lock([c.id for c in self.cfg.cameras])  # StoreError / StoreBusyError
         try:
             if self.save_video is not None:
                 self.writer = AnnotatedVideoWriter(self.save_video)  # UserError if it cannot be written
@@ -201,7 +211,8 @@ class Runner:
                                   "check the sources in the cams.yaml (URL, port, webcam index)")
             self._finish_cameras(list(self.trackers))
             t0 = time.perf_counter()
-            self.associator.link(store)
+            if self.links:
+                self.associator.link(store)
             self.timer.add("associate", t0)
         except KeyboardInterrupt:
             interrupted = True
@@ -237,7 +248,8 @@ class Runner:
             return
         print("interrupted: ending tracks and linking identities (Ctrl-C again to stop at once)", file=sys.stderr)
         self._finish_cameras(list(self.trackers))
-        self.associator.link(self.store)
+        if self.links:
+            self.associator.link(self.store)
 
     # ------------------------------------------------------------------ loop
     def _loop(self, reader: MultiCameraReader, bar) -> None:
@@ -261,7 +273,7 @@ class Runner:
                 stream_time = max(f.timestamp for f in batch)
                 t0 = time.perf_counter()
                 if stream_time - last_assoc >= self.associate_every:
-                    if last_assoc > -math.inf:
+                    if last_assoc > -math.inf and self.links:
                         self.associator.link(store)
                         self._refresh_global_ids()
                     last_assoc = stream_time
@@ -349,9 +361,9 @@ class Runner:
                 pass
         ms = self.timer.ms_per_frame()
         ordered = {k: ms.get(k, 0.0) for k in STAGES} | {k: v for k, v in ms.items() if k not in STAGES}
-        return RunSummary(str(self.db_path), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
+        return RunSummary(str(self.backend.display), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
                           seconds, setup, ordered, counts.tracks, counts.samples, counts.identities,
-                          counts.cross_camera, interrupted, videos, reconnects, video_errors)
+                          counts.cross_camera, interrupted, videos, reconnects, video_errors, self.links)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",

@@ -115,3 +115,97 @@ def read_only_view(tmp_path_factory):
     for cmd in reversed(undo):
         if not _try(*cmd):
             raise RuntimeError(f"could not undo {' '.join(cmd)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL for the store tests that run on both backends.
+# ---------------------------------------------------------------------------------------------
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):  # Debian's layout, newest first
+        if os.access(f"{folder}/{name}", os.X_OK):
+            return f"{folder}/{name}"
+    return shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """URL of a PostgreSQL server for tests: ``$CAMREID_TEST_PG_URL`` if set, else a throwaway cluster
+    (initdb in a temporary folder, listening on a Unix socket only, no TCP port; run as the
+    ``postgres`` user, or ``$CAMREID_TEST_PG_USER``, when the tests run as root, since initdb refuses
+    root), stopped and deleted at the end of the session. Skips, saying why, where neither is possible."""
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    url = os.environ.get("CAMREID_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("PostgreSQL tests need psycopg: pip install camreid[postgres] (or set CAMREID_TEST_PG_URL)")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql, "
+                    "or set CAMREID_TEST_PG_URL=postgresql://... to use a running server")
+    run_as: list[str] = []
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        user = os.environ.get("CAMREID_TEST_PG_USER", "postgres")
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            pytest.skip(f"tests run as root and there is no user {user!r} to run a throwaway PostgreSQL cluster "
+                        "(initdb refuses root): create one or set CAMREID_TEST_PG_USER / CAMREID_TEST_PG_URL")
+        run_as = ["runuser", "-u", user, "--"]
+    root = Path(tempfile.mkdtemp(prefix="camreid-pg-"))  # short: a Unix socket path has ~100 bytes
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    if run_as:
+        shutil.chown(root, user)
+        shutil.chown(sock, user)
+
+    def sh(*cmd: str) -> None:
+        done = subprocess.run([*run_as, *cmd], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(cmd[:2])} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    sh(initdb, "-D", str(data), "-U", user, "--auth=trust", "--no-sync", "-E", "UTF8")
+    options = f"-c listen_addresses='' -k {sock} -c unix_socket_permissions=0700 -c fsync=off"
+    sh(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
+    try:
+        yield f"postgresql:///postgres?host={sock}&user={user}"
+    finally:
+        sh(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh, empty store location on the test server: its own schema (dropped after the test)."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in pg_server else "?"
+    yield f"{pg_server}{sep}options=-csearch_path%3D{name}"
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, tmp_path):
+    """``(backend name, location)`` of a new store, once per backend: a file in tmp_path, or a
+    PostgreSQL schema (skipped where no PostgreSQL is available, see :func:`pg_server`)."""
+    if request.param == "sqlite":
+        return "sqlite", tmp_path / "s.db"
+    return "postgresql", request.getfixturevalue("pg_url")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline run | query | export | bench``.
+"""Command line: ``python -m pipeline run | query | export | eval | bench | adapt | reembed | associate``.
 
     python -m pipeline run --cameras streams/demo.yaml [--db PATH] [--device auto|cpu|cuda]
                            [--max-frames N] [--save-video DIR]
@@ -10,6 +10,11 @@
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
+    python -m pipeline associate --db PATH|URL [--config CAMS_YAML] [--follow] [--interval S]
+    python -m pipeline bench --store [--db PATH|URL] [--rows N]
+
+Every --db takes a store file (SQLite, the default) or, for run, query, export, eval, associate and
+bench --store, a PostgreSQL URL postgresql://USER@HOST:PORT/DBNAME (pip install camreid[postgres]).
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
 another run is writing, a camera that delivers no frame) prints one line ``error: ...`` on stderr
@@ -27,7 +32,17 @@ from collections.abc import Sequence
 from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
 from reid_models.common import parse_time
 
-from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run
+from .commands import (
+    CliError,
+    cmd_adapt,
+    cmd_associate,
+    cmd_bench,
+    cmd_eval,
+    cmd_export,
+    cmd_query,
+    cmd_reembed,
+    cmd_run,
+)
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "main", "time_argument"]
 
@@ -52,6 +67,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
 
@@ -114,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras; "
                                      "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers")
+    b.add_argument("--store", action="store_true",
+                   help="rows/s the store writes: a temporary SQLite file and each --db (file or postgresql:// URL)")
+    b.add_argument("--db", action="append", default=[], metavar="PATH|URL",
+                   help="--store: also this store (PostgreSQL: into a temporary schema, dropped after)")
+    b.add_argument("--rows", type=_positive_int, default=2000, metavar="N",
+                   help="--store: frames to write (x 8 tracks)")
     b.add_argument("--accuracy", action="store_true",
                    help="score the pipeline and peer trackers on the demo clip against its MOTChallenge ground "
                         "truth (../shared/data/mot15/PETS09-S2L1)")
@@ -147,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=_positive_int, default=256, metavar="N", help="samples per committed batch")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_reembed)
+
+    s = sub.add_parser("associate", help="link ended tracks into global identities; --follow: as a service")
+    s.add_argument("--db", required=True, metavar="PATH|URL", help="store file or postgresql:// URL")
+    s.add_argument("--config", metavar="YAML", help="a YAML whose association section to use (default: the "
+                                                    "store's runs' settings: last threshold, every transit rule)")
+    s.add_argument("--follow", action="store_true", help="keep linking every --interval seconds until stopped")
+    s.add_argument("--interval", type=_positive_float, default=5.0, metavar="S",
+                   help="seconds between passes with --follow (default 5)")
+    s.set_defaults(func=cmd_associate)
     return p
 
 

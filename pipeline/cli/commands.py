@@ -116,6 +116,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.store:
+        from pipeline.bench_store import run_store_bench
+
+        print(run_store_bench(args.db, frames=args.rows))
+        return 0
+    if args.db:
+        raise CliError("--db is for bench --store only")
     if args.accuracy:
         from pipeline.bench_accuracy import run_accuracy_bench
 
@@ -160,3 +167,29 @@ def cmd_reembed(args: argparse.Namespace) -> int:
                            batch=args.batch, progress=not args.quiet)
     print(result.format())
     return 0
+
+
+def cmd_associate(args: argparse.Namespace) -> int:
+    from pipeline.config import load_association
+
+    config = load_association(args.config) if args.config else None  # ConfigError first, one line
+    from pipeline.associate import associate_store
+
+    def _sigterm(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _sigterm)
+    if args.follow:
+        print(f"following store {_shown(args.db)}: linking every {args.interval:g} s (Ctrl-C to stop)", flush=True)
+    result = associate_store(args.db, config, follow=args.follow, interval=args.interval)
+    print(result.format())
+    return 0
+
+
+def _shown(db: str) -> str:
+    from pipeline.store import is_url
+
+    if is_url(db):
+        from pipeline.store.postgres import redact
+
+        return redact(db)
+    return db

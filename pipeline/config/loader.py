@@ -20,7 +20,7 @@ from reid_models.common import IMAGE_EXTENSIONS, one_line
 from . import checks, schema
 from .checks import ConfigError, FieldError, show
 
-__all__ = ["config_from_dict", "config_to_dict", "did_you_mean", "load_config"]
+__all__ = ["config_from_dict", "config_to_dict", "did_you_mean", "load_association", "load_config"]
 
 SECTIONS = ("cameras", "detector", "tracker", "embedder", "association", "store")
 
@@ -137,6 +137,23 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_config(path: str | Path) -> schema.PipelineConfig:
     """Read and validate a cams.yaml file. Raises ConfigError (one line) on any problem."""
+    path, data = _read_yaml(path)
+    cfg = config_from_dict(data, base_dir=path.resolve().parent, name=str(path))
+    return dataclasses.replace(cfg, source_path=str(path.resolve()))
+
+
+def load_association(path: str | Path) -> schema.AssociationConfig:
+    """The ``association`` section of a YAML file (a cams.yaml, or a file with only that section); the
+    other sections are not read, so the cameras' sources need not exist here. ConfigError (one line)."""
+    path, data = _read_yaml(path)
+    ctx = _Ctx(str(path), path.resolve().parent)
+    top = ctx.mapping("", data if data is not None else {}, SECTIONS)
+    if "association" not in top:
+        ctx.fail("", "no 'association:' section (threshold, min_track_samples, transit)")
+    return _association(ctx, top["association"])
+
+
+def _read_yaml(path: str | Path) -> tuple[Path, Any]:
     path = Path(path)
     name = str(path)
     if not path.exists():
@@ -153,8 +170,7 @@ def load_config(path: str | Path) -> schema.PipelineConfig:
         raise ConfigError(f"{name}: line {e.line}: duplicate key '{e.key}'; keep only one of them") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{name}: {_yaml_problem(e)}") from None
-    cfg = config_from_dict(data, base_dir=path.resolve().parent, name=name)
-    return dataclasses.replace(cfg, source_path=str(path.resolve()))
+    return path, data
 
 
 def config_from_dict(data: Any, base_dir: str | Path = ".", name: str = "config") -> schema.PipelineConfig:
@@ -240,6 +256,9 @@ def _store(ctx: _Ctx, value: Any) -> schema.StoreConfig:
     raw = m.get("path", schema.StoreConfig.path)
     if not isinstance(raw, str) or not raw.strip():
         ctx.fail("store.path", f"expected a file path like runs/store.db, got {show(raw)}")
+    if raw.strip().lower().startswith(schema.STORE_URL_SCHEMES):  # a PostgreSQL store: kept as given
+        m["path"] = raw.strip()
+        return ctx.build("store", schema.StoreConfig, m)
     path = ctx.resolve(raw)
     if path.is_dir():
         ctx.fail("store.path", f"{path} is a folder; give a database file path like runs/store.db")

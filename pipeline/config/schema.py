@@ -247,9 +247,14 @@ class AssociationConfig:
             pairs[key] = i
 
 
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+"""A store path starting so is a PostgreSQL database URL (pipeline.store.backend), not a file."""
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    """path: the store file (absolute after loading). thumbnail_height: pixels of stored sample crops (>= 8).
+    """path: the store file (absolute after loading), or a PostgreSQL URL
+    (``postgresql://user@host/db``). thumbnail_height: pixels of stored sample crops (>= 8).
     commit_interval: seconds between commits (> 0): the most work a crash loses."""
 
     path: str = "runs/store.db"

@@ -1,11 +1,12 @@
 """The store of everything a run produced: cameras, runs, tracks, boxes, samples, identities.
 
 :class:`TrackStore` writes it (batched, crash-safe commits), :class:`StoreReader` reads it
-read-only; both speak in backend-neutral types (:mod:`.base`). Today's backend is SQLite
-(:mod:`.schema` holds its versioned schema); another backend (PostgreSQL) plugs in here with the
-same writer and reader methods. Nothing outside this package writes SQL.
+read-only; both speak in backend-neutral types (:mod:`.base`). The store is a SQLite file (the
+default) or a PostgreSQL database (a ``postgresql://`` URL, :mod:`.postgres`); :mod:`.backend`
+picks one, :mod:`.schema` holds the one versioned schema. Nothing outside this package writes SQL.
 """
 from . import restage
+from .backend import is_url, open_backend, store_location
 from .base import Boxes, RunCounts, Samples, StoreBusyError, StoreError, StoreWriteError, TrackRecord, require_store
 from .lock import WriterLock, check_writable
 from .reader import StoreReader
@@ -14,4 +15,4 @@ from .writer import TrackStore
 
 __all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreBusyError", "StoreError",
            "StoreReader", "StoreWriteError", "TrackRecord", "TrackStore", "WriterLock", "check_writable",
-           "require_store", "restage"]
+           "is_url", "open_backend", "require_store", "restage", "store_location"]

@@ -16,16 +16,16 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from pipeline.config.schema import STORE_URL_SCHEMES
+
 from . import schema
 from .base import StoreError, require_store
 from .lock import WriterLock
 
-URL_SCHEMES = ("postgresql://", "postgres://")
-
 
 def is_url(db: object) -> bool:
     """True for a PostgreSQL URL (``postgresql://`` or ``postgres://``), False for a file path."""
-    return isinstance(db, str) and db.strip().lower().startswith(URL_SCHEMES)
+    return isinstance(db, str) and db.strip().lower().startswith(STORE_URL_SCHEMES)
 
 
 def store_location(db: str | Path) -> str | Path:

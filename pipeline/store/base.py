@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config.schema import STORE_URL_SCHEMES
+
 
 class StoreError(RuntimeError):
     """A store that cannot be opened or written as asked; the message is one line."""
@@ -27,7 +29,11 @@ class StoreWriteError(RuntimeError):
 
 
 def require_store(path: str | Path) -> Path:
-    """``path`` as a Path if a store file is there; StoreError naming it and the fix otherwise."""
+    """``path`` as a Path if a store file is there; StoreError naming it and the fix otherwise (also for
+    a PostgreSQL URL: the commands that call this, adapt and reembed, work on store files only)."""
+    if isinstance(path, str) and path.strip().lower().startswith(STORE_URL_SCHEMES):
+        raise StoreError("this command works on a SQLite store file only, not a PostgreSQL URL: run it on a "
+                         "file store (pipeline export can copy what you need), or pass a --db file")
     path = Path(path)
     if path.is_dir():
         raise StoreError(f"store path {path} is a folder: pass a file path such as {path / 'store.db'}")

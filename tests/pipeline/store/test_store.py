@@ -24,6 +24,7 @@ import pytest
 
 from pipeline.config import StoreConfig
 from pipeline.store import PAGE_SIZE, SCHEMA_VERSION, StoreError, StoreReader, TrackStore
+from pipeline.store.backend import is_url
 from pipeline.store.schema import MIGRATIONS
 from pipeline.types import Detections, Frame
 
@@ -76,13 +77,37 @@ def make_store(path: Path, **kw) -> TrackStore:
     return TrackStore(StoreConfig(path=str(path), **kw), "test-embedder-v1", DIM, {"name": "generated-unit-vectors"})
 
 
-def sql(path: Path, query: str) -> list[tuple]:
-    """Rows of a read-only SQL query on the SQLite file (backend checks and diagnostics)."""
+def sql(path: Path | str, query: str) -> list[tuple]:
+    """Rows of a read-only SQL query on the SQLite file or PostgreSQL URL (backend checks and diagnostics)."""
+    if is_url(path):
+        import psycopg
+
+        with psycopg.connect(path, autocommit=True) as con:
+            return [tuple(r) for r in con.execute(query).fetchall()]
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return con.execute(query).fetchall()
     finally:
         con.close()
+
+
+def reader_errors(db) -> tuple[type[Exception], ...]:
+    """The driver errors a store's connection raises (sqlite3's or psycopg's)."""
+    if is_url(db):
+        import psycopg
+
+        return (psycopg.Error,)
+    return (sqlite3.Error,)
+
+
+def wait_for_no_session(url: str, application: str, timeout: float = 10.0) -> None:
+    """Wait until no PostgreSQL session whose application_name starts with ``application`` is left."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while sql(url, f"SELECT COUNT(*) FROM pg_stat_activity WHERE application_name LIKE '{application}%'")[0][0]:
+        assert time.monotonic() < deadline, f"a session {application!r} outlived its process"
+        time.sleep(0.05)
 
 
 def add_track(store: TrackStore, camera: str, local_id: int, t0: float, t1: float,
@@ -129,9 +154,10 @@ def test_schema_wal_page_size_and_new_folder(tmp_path):
     reread.close()
 
 
-def test_record_and_read_back(tmp_path):
+def test_record_and_read_back(store_db):
+    _, db = store_db
     rng = np.random.default_rng(0)
-    store = make_store(tmp_path / "s.db")
+    store = make_store(db)
     store.start_run({"cameras": ["cam1"]})
     store.add_camera("cam1", str(CLIP), {"fps": 10})
     embs = np.stack([unit(rng) for _ in range(3)])
@@ -139,7 +165,7 @@ def test_record_and_read_back(tmp_path):
     open_pk = add_track(store, "cam1", 8, 1.0, 3.0, embs[:1], person=1, end=False)
     store.close()
 
-    store = StoreReader(tmp_path / "s.db")
+    store = StoreReader(db)
     tracks = {t.local_id: t for t in store.tracks()}
     t = tracks[7]
     assert (t.id, t.camera_id, t.n_boxes, t.n_samples, t.ended, t.global_id) == (pk, "cam1", 3, 3, True, None)
@@ -163,32 +189,34 @@ def test_record_and_read_back(tmp_path):
     store.close()
 
 
-def test_two_runs_append_without_clash(tmp_path):
+def test_two_runs_append_without_clash(store_db):
+    _, db = store_db
     rng = np.random.default_rng(1)
     pks = []
     for run in range(2):
-        store = make_store(tmp_path / "s.db")
+        store = make_store(db)
         run_id = store.start_run({"run": run})
         store.add_camera("cam1", "vtest.avi")
         pks += [add_track(store, "cam1", local, 10.0 * run, 10.0 * run + 2, unit(rng)) for local in (1, 2)]
         assert run_id == run + 1
         store.close()
-    store = StoreReader(tmp_path / "s.db")
+    store = StoreReader(db)
     tracks = store.tracks()
     assert len(tracks) == 4 and len(set(pks)) == 4
     assert [(t.run_id, t.local_id) for t in tracks] == [(1, 1), (1, 2), (2, 1), (2, 2)]
-    assert sql(tmp_path / "s.db", "SELECT COUNT(*) FROM samples")[0][0] == 4
+    assert sql(db, "SELECT COUNT(*) FROM samples")[0][0] == 4
     store.close()
 
 
-def test_embedder_mismatch_is_refused(tmp_path):
-    make_store(tmp_path / "s.db").close()
+def test_embedder_mismatch_is_refused(store_db):
+    _, db = store_db
+    make_store(db).close()
     with pytest.raises(StoreError) as e:
-        TrackStore(StoreConfig(path=str(tmp_path / "s.db")), "other-embedder", DIM, {})
+        TrackStore(StoreConfig(path=str(db)), "other-embedder", DIM, {})
     msg = str(e.value)
     assert "\n" not in msg and "test-embedder-v1" in msg and "other-embedder" in msg and "--db" in msg
     with pytest.raises(StoreError, match="32-d"):
-        TrackStore(StoreConfig(path=str(tmp_path / "s.db")), "test-embedder-v1", 64, {})
+        TrackStore(StoreConfig(path=str(db)), "test-embedder-v1", 64, {})
 
 
 def test_bad_files_give_clear_errors(tmp_path):
@@ -222,18 +250,17 @@ def test_bad_files_give_clear_errors(tmp_path):
     store.close()
 
 
-def test_batched_commits_are_visible_to_readers_only_when_committed(tmp_path):
+def test_batched_commits_are_visible_to_readers_only_when_committed(store_db):
+    _, db = store_db
     rng = np.random.default_rng(2)
-    store = make_store(tmp_path / "s.db", commit_interval=3600)
+    store = make_store(db, commit_interval=3600)
     store.start_run()
     add_track(store, "cam1", 1, 0, 1, unit(rng))
     assert store.maybe_commit() is False
-    reader = sqlite3.connect(tmp_path / "s.db")
-    assert reader.execute("SELECT COUNT(*) FROM tracks").fetchone()[0] == 0
+    assert sql(db, "SELECT COUNT(*) FROM tracks") == [(0,)]
     store.commit_interval = 0.0
     assert store.maybe_commit() is True
-    assert reader.execute("SELECT COUNT(*), SUM(n_boxes) FROM tracks").fetchone() == (1, 3)
-    reader.close()
+    assert sql(db, "SELECT COUNT(*), SUM(n_boxes) FROM tracks") == [(1, 3)]
     store.close()
 
 
@@ -264,10 +291,10 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_mid_write_keeps_committed_work(tmp_path):
+def test_sigkill_mid_write_keeps_committed_work(tmp_path, store_db):
+    backend, db = store_db
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    db = tmp_path / "kill.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env)
     committed = -1
@@ -284,21 +311,23 @@ def test_sigkill_mid_write_keeps_committed_work(tmp_path):
         guard.cancel()
     assert proc.returncode == -signal.SIGKILL and committed >= 150
 
-    con = sqlite3.connect(db)
-    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
-    last_frame = con.execute("SELECT MAX(frame) FROM boxes").fetchone()[0]
+    if backend == "sqlite":
+        assert sql(db, "PRAGMA integrity_check")[0][0] == "ok"
+        assert sql(db, "PRAGMA foreign_key_check") == []
+    last_frame = sql(db, "SELECT MAX(frame) FROM boxes")[0][0]
     assert last_frame >= committed  # everything reported committed survived
     # each batch is all-or-nothing: the track rows agree with the boxes and samples committed with them
-    mismatched = con.execute("""
+    mismatched = sql(db, """
         SELECT COUNT(*) FROM tracks t WHERE n_boxes != (SELECT COUNT(*) FROM boxes b WHERE b.track_id = t.id)
            OR n_samples != (SELECT COUNT(*) FROM samples s WHERE s.track_id = t.id)
-           OR end_frame != (SELECT MAX(frame) FROM boxes b WHERE b.track_id = t.id)""").fetchone()[0]
+           OR end_frame != (SELECT MAX(frame) FROM boxes b WHERE b.track_id = t.id)""")[0][0]
     assert mismatched == 0
-    assert con.execute("SELECT finished FROM runs").fetchone()[0] is None
-    con.close()
+    assert sql(db, "SELECT finished FROM runs") == [(None,)]
+    assert sql(db, "SELECT COUNT(*) FROM tracks WHERE ended=0")[0][0] > 0  # the killed run's open tracks
 
     store = make_store(db)  # opens, then a new run appends and closes the killed run's open tracks
+    if backend == "postgresql":  # the server ends the killed writer's session (and its run's lock) on EOF
+        wait_for_no_session(db, "camreid run 1 ")
     assert store.start_run() == 2
     assert store.reader.tracks(ended=False) == []
     last = store.reader.tracks()[-1]
@@ -310,16 +339,17 @@ def test_sigkill_mid_write_keeps_committed_work(tmp_path):
     store.close()
 
 
-def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(tmp_path):
+def test_boxes_of_a_roi_camera_are_stored_in_full_frame_pixels(store_db):
     """A camera with roi (384, 0, 768, 576) sees crops; its boxes, samples and so query/export
     results are in the full source frame, where the frame indices point."""
+    _, db = store_db
     full = clip_frames()[0]
     x1, y1, x2, y2 = PERSON_BOXES[1]  # (498, 155, 532, 233) in the full frame
     right = full[:, 384:]
     frame = Frame("right", 0, T0, right, origin=(384, 0))
     dets = Detections.from_arrays([[x1 - 384, y1, x2 - 384, y2]], [0.9], track_id=[1],
                                   embedding=unit(np.random.default_rng(0))[None])
-    with make_store(tmp_path / "s.db") as store:
+    with make_store(db) as store:
         store.start_run()
         store.record_frame(frame, dets)
         store.add_samples(frame, dets, [0], [crop(right, dets.xyxy[0])])
@@ -367,9 +397,10 @@ def test_schema_v1_store_is_migrated_to_the_current_version_keeping_its_boxes(tm
         assert reader.boxes([1]).interpolated.tolist() == [False, False]
 
 
-def test_interpolated_boxes_for_earlier_frames_extend_the_track(tmp_path):
+def test_interpolated_boxes_for_earlier_frames_extend_the_track(store_db):
     """The tracker fills a gap once the track is re-found: boxes for frames before the last one recorded."""
-    with make_store(tmp_path / "s.db") as store:
+    _, db = store_db
+    with make_store(db) as store:
         store.start_run()
         image = np.zeros((100, 100, 3), np.uint8)
         for index in (0, 3):
@@ -420,17 +451,18 @@ def test_schema_versions_are_migrated_or_refused_in_one_line(tmp_path):
         StoreReader(old)
 
 
-def test_reader_is_read_only_and_sees_committed_rows_of_a_running_writer(tmp_path):
+def test_reader_is_read_only_and_sees_committed_rows_of_a_running_writer(store_db):
+    _, db = store_db
     rng = np.random.default_rng(4)
-    store = make_store(tmp_path / "s.db", commit_interval=3600)
+    store = make_store(db, commit_interval=3600)
     store.start_run()
     add_track(store, "cam1", 1, 0, 1, unit(rng))
-    with StoreReader(tmp_path / "s.db") as reader:
+    with StoreReader(db) as reader:
         assert reader.tracks() == [] and len(store.reader.tracks()) == 1  # the writer sees its own batch
         store.commit()
         assert [t.local_id for t in reader.tracks()] == [1]
         assert reader.run_summary(store.run_id).tracks == 1
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(reader_errors(db), match="readonly|read-only"):
             reader._con.execute("DELETE FROM tracks")
     store.close()
 
@@ -484,9 +516,10 @@ def test_reader_refuses_a_leftover_wal_on_a_read_only_filesystem(tmp_path, read_
         StoreReader(ro / "s.db")
 
 
-def test_reader_names_unknown_cameras_and_runs(tmp_path):
-    _store_with_two_cameras(tmp_path / "s.db")
-    with StoreReader(tmp_path / "s.db") as reader:
+def test_reader_names_unknown_cameras_and_runs(store_db):
+    _, db = store_db
+    _store_with_two_cameras(db)
+    with StoreReader(db) as reader:
         reader.check_cameras(None)
         reader.check_cameras(["north", "south"])
         reader.check_run(None)
