@@ -20,8 +20,8 @@ def cfg(threshold=0.6, transit=(), min_track_samples=1) -> AssociationConfig:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = make_store(tmp_path / "s.db")
+def store(store_db):
+    s = make_store(store_db[1])
     s.start_run({})
     for cam in ("cam1", "cam2", "cam3"):
         s.add_camera(cam, "vtest.avi")
@@ -115,14 +115,14 @@ def test_min_track_samples(store):
     assert gid(store, a) is not None and gid(store, b) is None
 
 
-def test_new_tracks_match_identities_with_lap_across_runs(tmp_path):
+def test_new_tracks_match_identities_with_lap_across_runs(store_db):
     """Run 1 makes identities A and B; run 2's tracks x, y join them. Cosines: x-A .90, x-B .85,
     y-A .88, y-B .50: greedy would give x->A and leave y alone; lap gives x->B, y->A (cost .27 < .50)."""
     rng = np.random.default_rng(6)
     gram = np.array([[1, .7, .9, .88], [.7, 1, .85, .5], [.9, .85, 1, .75], [.88, .5, .75, 1]])
     basis = np.linalg.qr(rng.standard_normal((32, 4)))[0]
     a, b, x, y = (basis @ np.linalg.cholesky(gram).T).T.astype(np.float32)
-    path = tmp_path / "s.db"
+    path = store_db[1]
     store = make_store(path)
     store.start_run({})
     pa = add_track(store, "cam1", 1, 0, 10, a)

@@ -36,9 +36,9 @@ def test_a_v1_store_is_migrated_and_its_vectors_attributed(tmp_path):
     assert sql(path, "SELECT embedder_id, embedded_from FROM samples") == [(1, "run")]
 
 
-def test_staged_vectors_swap_in_at_once(tmp_path):
+def test_staged_vectors_swap_in_at_once(store_db):
     rng = np.random.default_rng(0)
-    path = tmp_path / "s.db"
+    _, path = store_db
     store = make_store(path)
     store.start_run()
     a = add_track(store, "cam", 1, 0, 2, np.stack([unit(rng) for _ in range(3)]))
