@@ -137,11 +137,11 @@ def evaluate_store(db: str | Path, gt_files: Mapping[str, str | Path], run_id: i
         run_id, run_config = _pick_run(store, run_id)
         windows = camera_windows(store, run_config)
         local, global_ = predicted_boxes(store, run_id)
-    files = {cam: str(Path(p)) for cam, p in gt_files.items()}
+        shown = str(store.path)  # a PostgreSQL URL without its password = {cam: str(Path(p)) for cam, p in gt_files.items()}
     parsed = {p: _read_gt(p) for p in sorted(set(files.values()))}
     gt = {cam: restrict_ground_truth(parsed[files[cam]], windows[cam]) for cam in files}
     pred = {cam: local.get(cam, MotBoxes.empty()) for cam in files}
-    report: dict = {"db": str(db), "run": run_id, "cameras": {}, "global": {}}
+    report: dict = {"db": shown, "run": run_id, "cameras": {}, "global": {}}
     for cam in files:
         w = windows[cam]
         frames = w.end_frame if w.end_frame is not None and w.end_frame >= max(gt[cam].last_frame,
