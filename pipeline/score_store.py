@@ -137,7 +137,8 @@ def evaluate_store(db: str | Path, gt_files: Mapping[str, str | Path], run_id: i
         run_id, run_config = _pick_run(store, run_id)
         windows = camera_windows(store, run_config)
         local, global_ = predicted_boxes(store, run_id)
-        shown = str(store.path)  # a PostgreSQL URL without its password = {cam: str(Path(p)) for cam, p in gt_files.items()}
+        shown = str(store.path)  # a PostgreSQL URL without its password
+    files = {cam: str(Path(p)) for cam, p in gt_files.items()}
     parsed = {p: _read_gt(p) for p in sorted(set(files.values()))}
     gt = {cam: restrict_ground_truth(parsed[files[cam]], windows[cam]) for cam in files}
     pred = {cam: local.get(cam, MotBoxes.empty()) for cam in files}
