@@ -282,7 +282,8 @@ def associate_store(db: str | Path, config: AssociationConfig | None = None, fol
     """Link the ended tracks of store ``db`` into global identities (see :class:`CrossCameraAssociator`).
 
     config: the association settings (default: :func:`stored_association`, re-read each pass).
-    follow: keep linking every ``interval`` seconds until interrupted (a service). On PostgreSQL the
+    follow: keep linking every ``interval`` seconds until interrupted (a service; Ctrl-C or SIGTERM
+    between passes ends it normally, during a pass as any command: what was committed is kept). On PostgreSQL the
     service holds the store's ``associate`` advisory lock: a second one waits for the first to stop.
     On SQLite each pass takes the file's writer lock; while a run writes the store, passes wait for
     it (the run links its own tracks). A store that does not exist yet is waited for. note(text):
@@ -303,6 +304,10 @@ def associate_store(db: str | Path, config: AssociationConfig | None = None, fol
                 assoc.link(store)
                 for k in totals:
                     totals[k] += assoc.last_stats.get(k, 0)
+                if follow and sum(assoc.last_stats.values()):
+                    st = assoc.last_stats
+                    note(f"linked {sum(st.values())} tracks ({st['matched']} matched, {st['clustered']} clustered, "
+                         f"{st['new']} alone)")
                 last_note = None
             except (StoreBusyError, StoreError) as e:
                 if not follow or not (isinstance(e, StoreBusyError) or _is_missing_store(e)):
@@ -317,7 +322,10 @@ def associate_store(db: str | Path, config: AssociationConfig | None = None, fol
             done += 1
             if not follow or (passes is not None and done >= passes):
                 break
-            time.sleep(interval)
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM between passes: the service stops cleanly
+                break
         with StoreReader(db) as reader:
             ids = reader.identities()
     finally:
