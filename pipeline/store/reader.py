@@ -223,7 +223,9 @@ class StoreReader:
 
     def sample_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written
-        sample, cached in RAM and topped up with new rows on each call."""
+        sample, cached in RAM and topped up with new rows (ids above the last cached) on each call.
+        On PostgreSQL with several writers, ids are not committed in order: a reader kept open across
+        writes may miss rows committed late below its last id; open a new reader for a new search."""
         with self._lock:
             last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
             rows = self._con.execute("SELECT id, track_id, embedding FROM samples WHERE id>? ORDER BY id",
