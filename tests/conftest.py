@@ -185,21 +185,34 @@ def pg_server(tmp_path_factory):
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_url(pg_server, request):
-    """A fresh, empty store location on the test server: its own schema (dropped after the test)."""
+def pg_schema(server: str, label: str):
+    """Context manager: the URL of a new, empty schema on ``server`` (a store location), dropped on exit."""
+    import contextlib
     import re
     import uuid
 
     import psycopg
 
-    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
-    with psycopg.connect(pg_server, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {name}")
-    sep = "&" if "?" in pg_server else "?"
-    yield f"{pg_server}{sep}options=-csearch_path%3D{name}"
-    with psycopg.connect(pg_server, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA {name} CASCADE")
+    @contextlib.contextmanager
+    def schema():
+        name = "t_" + re.sub(r"\W", "_", label.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+        with psycopg.connect(server, autocommit=True) as con:
+            con.execute(f"CREATE SCHEMA {name}")
+        sep = "&" if "?" in server else "?"
+        try:
+            yield f"{server}{sep}options=-csearch_path%3D{name}"
+        finally:
+            with psycopg.connect(server, autocommit=True) as con:
+                con.execute(f"DROP SCHEMA {name} CASCADE")
+
+    return schema()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh, empty store location on the test server: its own schema (dropped after the test)."""
+    with pg_schema(pg_server, request.node.name) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,13 +28,23 @@ from tests.pipeline.store.test_store import (
 )
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scene(request, tmp_path_factory):
     """P on cam1 (0-10 s) and cam2 (30-40 s), linked; Q on cam1 (0-10 s) and cam2 (50-60 s), linked;
-    R on cam2 (20-25 s), still open so unlinked."""
+    R on cam2 (20-25 s), still open so unlinked. Once per store backend."""
+    if request.param == "sqlite":
+        yield from _scene(tmp_path_factory.mktemp("q") / "s.db")
+    else:
+        from tests.conftest import pg_schema
+
+        with pg_schema(request.getfixturevalue("pg_server"), "search_scene") as url:
+            yield from _scene(url)
+
+
+def _scene(db):
     rng = np.random.default_rng(0)
     p, q, r = unit(rng), unit(rng), unit(rng)
-    store = make_store(tmp_path_factory.mktemp("q") / "s.db")
+    store = make_store(db)
     store.start_run({})
     pk = {
         "p1": add_track(store, "cam1", 1, 0, 10, np.stack([near(p, c, rng) for c in (0.8, 0.95, 0.85)]), person=0),
