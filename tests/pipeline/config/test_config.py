@@ -215,3 +215,26 @@ def test_paths_resolve_from_the_yaml_folder_not_the_working_folder(project: Path
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     cfg = load_config(project / "cams.yaml")
     assert Path(cfg.cameras[0].source) == (project / "clips" / "vtest.avi").resolve()
+
+
+def test_a_postgresql_store_url_is_kept_as_given(project: Path) -> None:
+    url = "postgresql://camreid@db.internal:5432/cams?sslmode=verify-full"
+    (project / "cams.yaml").write_text(GOOD.replace("path: runs/demo.db", f"path: '{url}'"))
+    assert load_config(project / "cams.yaml").store.path == url  # not resolved as a file path
+
+
+def test_the_association_section_alone_is_read_without_the_cameras(project: Path) -> None:
+    from pipeline.config import load_association
+
+    cfg = load_association(project / "cams.yaml")
+    assert cfg.threshold == 0.7 and cfg.transit == (TransitRule(cameras=("cam1", "cam2"), min_seconds=5,
+                                                                max_seconds=120),)
+    only = project / "association.yaml"
+    only.write_text("association:\n  threshold: 0.8\n  transit:\n    - {cameras: [north, south], max_seconds: 10}\n")
+    assert load_association(only).transit[0].cameras == ("north", "south")  # no camera list needed
+    only.write_text("association:\n  treshold: 0.8\n")
+    with pytest.raises(ConfigError, match=r"association\.treshold: unknown key \(did you mean 'threshold'\?\)"):
+        load_association(only)
+    only.write_text("store: {path: x.db}\n")
+    with pytest.raises(ConfigError, match="no 'association:' section"):
+        load_association(only)
