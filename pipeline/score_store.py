@@ -56,6 +56,24 @@ def _pick_run(store: StoreReader, run_id: int | None) -> tuple[int, dict]:
     return run_id, by_id[run_id]
 
 
+def _runs_of_cameras(store: StoreReader, cameras, run_id: int | None) -> dict[str, tuple[int, dict]]:
+    """camera -> (run id, its stored config) to score: run ``run_id`` for every camera, or by default
+    the last run that had the camera (one worker per camera group writes a PostgreSQL store: each
+    camera's last run is another run), else the last run."""
+    if run_id is not None:
+        picked = _pick_run(store, run_id)
+        return {cam: picked for cam in cameras}
+    runs = store.runs()
+    if not runs:
+        raise EvalError(f"store {store.path} has no runs: run `python -m pipeline run` first")
+    out = {}
+    for cam in cameras:
+        having = [r for r in runs if any(isinstance(c, dict) and c.get("id") == cam for c in r[3].get("cameras", []))]
+        rid, _, _, config = having[-1] if having else runs[-1]
+        out[cam] = (rid, config)
+    return out
+
+
 def camera_windows(store: StoreReader, run_config: dict) -> dict[str, CameraWindow]:
     """camera id -> what it saw in the run whose stored config is ``run_config`` (cameras of the store
     missing from it: the whole source)."""
@@ -85,17 +103,20 @@ def restrict_ground_truth(gt: MotBoxes, window: CameraWindow) -> MotBoxes:
     return part
 
 
-def predicted_boxes(store: StoreReader, run_id: int) -> tuple[dict[str, MotBoxes], dict[str, MotBoxes]]:
+def predicted_boxes(store: StoreReader, run_id: int,
+                    top: int | None = None) -> tuple[dict[str, MotBoxes], dict[str, MotBoxes]]:
     """(per camera boxes with local track ids, per camera boxes with global identities) of one run.
 
-    A track without a global identity gets an identity of its own (above every global id). Where two
-    tracks of one identity overlap in a frame of one camera, the box of the longer track is kept.
+    A track without a global identity gets an identity of its own (``top`` + its track id; default
+    top: above every global id of the run). Where two tracks of one identity overlap in a frame of one
+    camera, the box of the longer track is kept.
     """
     tracks = store.tracks(run_id=run_id)
     boxes = camera_boxes(store, tracks)
     local_of = {t.id: t.local_id for t in tracks}
     n_boxes = {t.id: t.n_boxes for t in tracks}
-    top = max([t.global_id for t in tracks if t.global_id is not None], default=0) + 1
+    if top is None:
+        top = max([t.global_id for t in tracks if t.global_id is not None], default=0) + 1
     ident = {t.id: t.global_id if t.global_id is not None else top + t.id for t in tracks}
     local, global_ = {}, {}
     for cam, b in boxes.items():
@@ -122,10 +143,11 @@ def _clean(d: dict) -> dict:
 
 def evaluate_store(db: str | Path, gt_files: Mapping[str, str | Path], run_id: int | None = None,
                    out_dir: str | Path | None = None) -> dict:
-    """Score run ``run_id`` (default: the last) of the store at ``db`` against ``gt_files`` (camera id
-    -> MOTChallenge gt.txt). Returns the report (also ``out_dir/metrics.json`` and
-    ``out_dir/<camera>_identity.png`` when ``out_dir`` is given): run, cameras {camera: scores,
-    window, gt}, global {scores}."""
+    """Score run ``run_id`` (default: each camera's last run, see :func:`_runs_of_cameras`) of the store
+    at ``db`` against ``gt_files`` (camera id -> MOTChallenge gt.txt). Returns the report (also
+    ``out_dir/metrics.json`` and ``out_dir/<camera>_identity.png`` when ``out_dir`` is given): run
+    (an id, or the sorted ids where cameras come from several runs), runs {camera: run id}, cameras
+    {camera: scores, window, gt}, global {scores}."""
     if not gt_files:
         raise EvalError("no ground truth given: pass --gt CAMERA=PATH (once per camera)")
     with StoreReader(db) as store:
@@ -134,15 +156,20 @@ def evaluate_store(db: str | Path, gt_files: Mapping[str, str | Path], run_id: i
         if unknown:
             raise EvalError(f"unknown camera {unknown[0]!r} in --gt: the store's cameras are "
                             f"{', '.join(known) or '(none)'}")
-        run_id, run_config = _pick_run(store, run_id)
-        windows = camera_windows(store, run_config)
-        local, global_ = predicted_boxes(store, run_id)
+        picked = _runs_of_cameras(store, gt_files, run_id)
+        windows = {cam: camera_windows(store, config)[cam] for cam, (_, config) in picked.items()}
+        top = max([t.global_id for t in store.tracks(linked=True)], default=0) + 1
+        boxes = {rid: predicted_boxes(store, rid, top) for rid in sorted({rid for rid, _ in picked.values()})}
+        local = {cam: boxes[rid][0][cam] for cam, (rid, _) in picked.items() if cam in boxes[rid][0]}
+        global_ = {cam: boxes[rid][1][cam] for cam, (rid, _) in picked.items() if cam in boxes[rid][1]}
         shown = str(store.path)  # a PostgreSQL URL without its password
     files = {cam: str(Path(p)) for cam, p in gt_files.items()}
     parsed = {p: _read_gt(p) for p in sorted(set(files.values()))}
     gt = {cam: restrict_ground_truth(parsed[files[cam]], windows[cam]) for cam in files}
     pred = {cam: local.get(cam, MotBoxes.empty()) for cam in files}
-    report: dict = {"db": shown, "run": run_id, "cameras": {}, "global": {}}
+    run_ids = sorted({rid for rid, _ in picked.values()})
+    report: dict = {"db": shown, "run": run_ids[0] if len(run_ids) == 1 else run_ids,
+                    "runs": {cam: rid for cam, (rid, _) in picked.items()}, "cameras": {}, "global": {}}
     for cam in files:
         w = windows[cam]
         frames = w.end_frame if w.end_frame is not None and w.end_frame >= max(gt[cam].last_frame,

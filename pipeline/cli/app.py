@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--db", required=True, help="store written by `run`")
     v.add_argument("--gt", required=True, type=_gt_argument, action="append", metavar="CAMERA=PATH",
                    help="MOTChallenge gt.txt of a camera (1-based source frames); repeat per camera")
-    v.add_argument("--run", type=_positive_int, metavar="ID", help="run to score (default: the last)")
+    v.add_argument("--run", type=_positive_int, metavar="ID",
+                   help="run to score (default: the last run of each camera)")
     v.add_argument("--out", default="eval_results", metavar="DIR",
                    help="metrics.json and <camera>_identity.png (default eval_results)")
     v.set_defaults(func=cmd_eval)

@@ -102,6 +102,14 @@ def test_two_workers_and_an_associator_store_what_one_sqlite_run_stores(pg_url, 
     expected = _identities(once)
     assert len(expected) >= 5 and any(len({cam for cam, _, _ in g}) == 2 for g in expected)
     assert _identities(pg_url) == expected
+    # eval picks each camera's last run: north's and south's workers' runs, scored as the one SQLite run
+    from pipeline.score_store import evaluate_store
+
+    gt = {"north": DET.parent.parent / "gt" / "gt.txt", "south": DET.parent.parent / "gt" / "gt.txt"}
+    got, want = evaluate_store(pg_url, gt), evaluate_store(once, gt)
+    assert got["runs"] == {"north": 1, "south": 2} or got["runs"] == {"north": 2, "south": 1}
+    assert got["cameras"] == want["cameras"] and got["global"] == want["global"]
+    assert got["global"]["IDF1"] > 0.3
 
 
 @pytest.mark.slow
