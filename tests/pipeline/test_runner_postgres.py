@@ -8,6 +8,7 @@ detections) stand in for the detector, so only tracking, the embedder and the st
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sqlite3
 import subprocess
@@ -108,7 +109,9 @@ def test_two_workers_and_an_associator_store_what_one_sqlite_run_stores(pg_url, 
     gt = {"north": DET.parent.parent / "gt" / "gt.txt", "south": DET.parent.parent / "gt" / "gt.txt"}
     got, want = evaluate_store(pg_url, gt), evaluate_store(once, gt)
     assert got["runs"] == {"north": 1, "south": 2} or got["runs"] == {"north": 2, "south": 1}
-    assert got["cameras"] == want["cameras"] and got["global"] == want["global"]
+    for part in ("cameras", "global"):  # the same boxes and identities (summed in another order: 1e-16 apart)
+        assert json.loads(json.dumps(got[part]), parse_float=lambda v: round(float(v), 9)) == \
+            json.loads(json.dumps(want[part]), parse_float=lambda v: round(float(v), 9))
     assert got["global"]["IDF1"] > 0.3
 
 
