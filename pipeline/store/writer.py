@@ -170,6 +170,11 @@ class TrackStore:
         self.embedding_dim = embedding_dim
         self.embedder_pk = schema.embedder_row(con, embedder_id, embedding_dim, meta.get("embedder_spec", "{}"))
 
+    @property
+    def writer_lock(self) -> WriterLock:
+        """The store's held writer lock (maintenance that needs the store to itself runs under it)."""
+        return self._writer_lock
+
     def __enter__(self) -> TrackStore:
         return self
 
