@@ -15,5 +15,5 @@ from .schema import (
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "RetentionConfig", "StoreConfig", "TrackerConfig", "TransitRule", "config_from_dict",
-           "config_to_dict", "load_config"]
+           "FieldError", "PipelineConfig", "RetentionConfig", "StoreConfig", "TrackerConfig", "TransitRule",
+           "config_from_dict", "config_to_dict", "load_config"]

@@ -13,8 +13,8 @@ from pathlib import Path
 from . import checks as c
 from .detections import DetectionFileError, read_detection_file
 
-__all__ = ["AssociationConfig", "CameraConfig", "DetectorConfig", "EmbedderConfig", "PipelineConfig", "RetentionConfig", "StoreConfig",
-           "TrackerConfig", "TransitRule"]
+__all__ = ["AssociationConfig", "CameraConfig", "DetectorConfig", "EmbedderConfig", "PipelineConfig", "RetentionConfig",
+           "StoreConfig", "TrackerConfig", "TransitRule"]
 
 def _set(obj, name: str, value) -> None:
     object.__setattr__(obj, name, value)
