@@ -41,18 +41,27 @@ def test_audit_and_corrections_wait_for_the_writers_batch(store_path):
 
 @pytest.mark.slow
 def test_a_run_applies_retention_inside_its_lock_and_audits_it(make_demo_yaml, tmp_path):
-    """A real run (bundled detector at 640) of 2020-dated cameras with 1-day retention every ~0.1 s:
-    the run purges its own ended tracks while it runs, under its lock, and records each purge."""
+    """Two real runs (bundled detector at 640) on one store: the first dated 2020, the second with a
+    1-day retention: the second purges the first's boxes and samples at its start, under its own
+    writer lock, records the purge, and keeps its own data."""
     from pipeline.runner import run_pipeline
 
-    path = make_demo_yaml(tmp_path / "cams.yaml", window={"north": (340, 380)}, detector={"imgsz": 640},
-                          retention={"samples_days": 1, "boxes_days": 1, "every_minutes": 0.002})
-    data = yaml.safe_load(path.read_text())
+    old = make_demo_yaml(tmp_path / "old.yaml", window={"north": (340, 370)}, db=tmp_path / "s.db",
+                         detector={"imgsz": 640})
+    data = yaml.safe_load(old.read_text())
     data["cameras"][0]["start_time"] = "2020-01-01T00:00:00"
-    path.write_text(yaml.safe_dump(data))
-    summary = run_pipeline(path, device="cpu", progress=False)
-    db = tmp_path / "cams.db"
-    purges = audit.read(db, action="purge")
-    assert purges and all(p.actor.startswith("os:") for p in purges)
-    assert sum(p.details["counts"]["samples"] for p in purges) > 0  # ended tracks purged during the run
-    assert audit.verify(db).ok and summary.run_id == 1
+    old.write_text(yaml.safe_dump(data))
+    run_pipeline(old, device="cpu", progress=False)
+    db = tmp_path / "s.db"
+    with StoreReader(db) as r:
+        first = [t.id for t in r.tracks(run_id=1)]
+    assert first
+    new = make_demo_yaml(tmp_path / "new.yaml", window={"north": (340, 370)}, db=db, detector={"imgsz": 640},
+                         retention={"samples_days": 1, "boxes_days": 1})
+    run_pipeline(new, device="cpu", progress=False)
+    purge = audit.read(db, action="purge")
+    assert len(purge) == 1 and purge[0].actor.startswith("os:")
+    assert purge[0].details["counts"]["tracks"] == len(first) > 0
+    with StoreReader(db) as r:
+        assert r.tracks(run_id=1) == [] and r.tracks(run_id=2)
+    assert audit.verify(db).ok
