@@ -87,14 +87,11 @@ def cmd_query(args: argparse.Namespace) -> int:
         query = embedder([image])[0]
         sightings = search_tracks(store, query, cameras=args.camera, since=args.since, until=args.until,
                                   top=args.top)
-        import hashlib
+        from pipeline.access.audit import search_details
 
-        _audit(args.db, "search", {
-            "photo_sha256": hashlib.sha256(Path(args.image).read_bytes()).hexdigest(),
-            "filters": {"box": args.box, "cameras": args.camera, "since": args.since, "until": args.until,
-                        "top": args.top},
-            "results": len(sightings),
-            "identities": sorted({s.global_id for s in sightings if s.global_id is not None})})
+        _audit(args.db, "search", search_details(
+            Path(args.image).read_bytes(), {"box": args.box, "cameras": args.camera, "since": args.since,
+                                            "until": args.until, "top": args.top}, sightings))
         print(format_table(sightings))
         paths = write_results(sightings, args.out, query_image=image)
     print(f"wrote {paths['json']} and {paths['contact_sheet']}")
