@@ -75,3 +75,36 @@ def test_forget_purge_export_verify(tmp_path, capsys):
     assert main(["export", "--db", str(db), "--format", "evidence", "--out", str(tmp_path / "x")]) == 2
     assert "needs --identity" in capsys.readouterr().err
     assert [e.action for e in audit.read(db)] == ["export", "forget", "purge"]
+
+
+def test_query_is_audited_under_the_os_user(tmp_path, capsys):
+    """A real query (generic embedder on real crops) leaves one search row: the photo's sha256, filters,
+    result count and identities, never the photo."""
+    import hashlib
+
+    import cv2
+
+    from pipeline.config import StoreConfig
+    from pipeline.stages.embed import Embedder
+    from pipeline.store import TrackStore
+    from tests.pipeline.store.test_store import PERSON_BOXES, add_track, clip_frames, crop
+
+    embedder = Embedder(device="cpu")
+    db = tmp_path / "s.db"
+    store = TrackStore(StoreConfig(path=str(db)), embedder.embedder_id, embedder.dim, embedder.spec)
+    store.start_run({})
+    for person, cam in ((0, "north"), (1, "south")):
+        crops = [crop(clip_frames()[k], PERSON_BOXES[person]) for k in range(3)]
+        add_track(store, cam, person + 1, 10 * person, 10 * person + 5, embedder(crops), person=person)
+    store.close()
+    query = tmp_path / "q.png"
+    cv2.imwrite(str(query), crop(clip_frames()[5], PERSON_BOXES[1]))
+    assert main(["query", "--db", str(db), "--image", str(query), "--camera", "south", "--top", "1",
+                 "--device", "cpu", "--out", str(tmp_path / "res")]) == 0, capsys.readouterr().err
+    (row,) = audit.read(db, action="search")
+    assert row.actor == audit.cli_actor()
+    assert row.details["photo_sha256"] == hashlib.sha256(query.read_bytes()).hexdigest()
+    assert row.details["filters"]["cameras"] == ["south"] and row.details["results"] == 1
+    wal = db.with_name(db.name + "-wal")
+    stored = db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert query.read_bytes()[-256:] not in stored
