@@ -121,3 +121,16 @@ def test_thumbnail_retention_keeps_vectors(store_path):
     assert sql(store_path, "SELECT COUNT(*), COUNT(thumbnail) FROM samples") == [(15, 0)]
     with StoreReader(store_path) as r:
         assert np.abs(r.track_embeddings([1, 5])).sum() > 0
+
+
+def test_audit_retention_through_purge_keeps_the_chain(store_path):
+    import time
+
+    for k in range(3):
+        audit.record(store_path, "ana", "view_identity", {"identity": k})
+    report = erasure.purge(store_path, RetentionConfig(audit_days=1), "os:tester", now=time.time() + 2 * 86400)
+    assert report.counts["audit"] == 3
+    rows = audit.read(store_path)
+    assert [r.action for r in rows] == ["purge"] and rows[0].details["counts"]["audit"] == 3
+    v = audit.verify(store_path)
+    assert v.ok and "from anchor row 3" in v.message
