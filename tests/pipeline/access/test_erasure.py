@@ -59,7 +59,11 @@ def test_forget_erases_every_trace(store_path, tmp_path):
     lock = store_path.with_name(store_path.name + ".index.lock")
     lock.write_text("")
     users.add_user(store_path, "ada", "admin", "long enough")
+    web = StoreReader(store_path)  # a long-lived reader (the web UI's), its vectors cached
+    assert {s.track_id for s in search_tracks(web, vectors[0], top=50)} >= set(tracks)
     report = erasure.forget_identity(store_path, gid, "ada")
+    assert not {s.track_id for s in search_tracks(web, vectors[0], top=50)} & set(tracks)
+    web.close()
     assert report.counts["tracks"] == 2 and report.counts["samples"] == 6 and report.counts["boxes"] == 6
     assert report.compacted and not sidecar.exists() and report.index_removed == (str(sidecar),)
     assert lock.exists()  # the index's lock file is the index updater's, left in place
