@@ -8,11 +8,12 @@ from .schema import (
     DetectorConfig,
     EmbedderConfig,
     PipelineConfig,
+    RetentionConfig,
     StoreConfig,
     TrackerConfig,
     TransitRule,
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "StoreConfig", "TrackerConfig", "TransitRule", "config_from_dict",
-           "config_to_dict", "load_association", "load_config"]
+           "FieldError", "PipelineConfig", "RetentionConfig", "StoreConfig", "TrackerConfig", "TransitRule",
+           "config_from_dict", "config_to_dict", "load_association", "load_config"]

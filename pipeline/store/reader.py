@@ -223,10 +223,18 @@ class StoreReader:
 
     def sample_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written
-        sample, cached in RAM and topped up with new rows (ids above the last cached) on each call.
-        On PostgreSQL with several writers, ids are not committed in order: a reader kept open across
-        writes may miss rows committed late below its last id; open a new reader for a new search."""
+        sample, cached in RAM and topped up with new rows on each call; rebuilt when rows were deleted
+        (erasure, retention), so a long-lived reader never answers with erased vectors, or when rows
+        below the last cached id were committed late (several PostgreSQL writers commit out of id order)."""
         with self._lock:
+            if self._cache_emb is not None:
+                count = self._con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+                last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
+                newer = self._con.execute("SELECT COUNT(*) FROM samples WHERE id>?", (last,)).fetchone()[0]
+                if count - newer != len(self._cache_ids):  # some cached sample is gone
+                    self._cache_ids = np.zeros(0, np.int64)
+                    self._cache_tracks = np.zeros(0, np.int64)
+                    self._cache_emb = None
             last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
             rows = self._con.execute("SELECT id, track_id, embedding FROM samples WHERE id>? ORDER BY id",
                                      (last,)).fetchall()
@@ -264,6 +272,25 @@ class StoreReader:
         """(track_id, global_id, score, method) of every link made, in order."""
         with self._lock:
             return self._con.execute("SELECT track_id, global_id, score, method FROM links ORDER BY id").fetchall()
+
+    def rejected_links(self) -> set[tuple[int, int]]:
+        """(track_id, global_id) pairs an operator rejected (``link_rejections``): never linked automatically."""
+        with self._lock:
+            return {(int(t), int(g)) for t, g in
+                    self._con.execute("SELECT track_id, global_id FROM link_rejections").fetchall()}
+
+    def link_history(self, track_ids: Sequence[int]) -> dict[int, list[tuple]]:
+        """track id -> its links in order, each (global_id, score, method, actor or None = automatic, created)."""
+        out: dict[int, list] = {int(t): [] for t in track_ids}
+        with self._lock:
+            ids = list(out)
+            for lo in range(0, len(ids), 900):
+                clause, vals = _in_clause("track_id", ids[lo:lo + 900])
+                for tid, gid, score, method, actor, created in self._con.execute(
+                        f"SELECT track_id, global_id, score, method, actor, created FROM links WHERE {clause} "
+                        "ORDER BY id", vals):
+                    out[int(tid)].append((int(gid), score, method, actor, float(created)))
+        return out
 
     def global_ids(self, run_id: int) -> dict[tuple[str, int], int]:
         """(camera_id, local track id) -> global id of the run's tracks that have one."""
