@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import RetentionConfig
-from pipeline.store import StoreBusyError, WriterLock
+from pipeline.store import StoreBusyError, StoreError, WriterLock, is_url
 from pipeline.store.governance import GovernanceStore, drop_index_sidecars
 
 from . import audit
@@ -79,11 +79,19 @@ def _exclusive(db: Path, writer_lock: WriterLock | None, what: str) -> tuple[Wri
         raise StoreBusyError(f"{what} needs the store to itself: {e}") from None
 
 
+def _store_file(db: str | Path, what: str) -> Path:
+    """``db`` as a Path; StoreError for a PostgreSQL URL (erasure compacts a SQLite file: not ported yet)."""
+    if is_url(db):
+        raise StoreError(f"{what} works on a SQLite store file only for now, not a PostgreSQL URL: delete "
+                         "there with SQL under the DBA's audit, or keep the people's data in a file store")
+    return Path(db)
+
+
 def forget_identity(db: str | Path, gid: int, actor: str, writer_lock: WriterLock | None = None) -> ForgetReport:
     """Erase every track, box, sample, embedding, thumbnail, link and index entry of identity ``gid``.
 
     actor: an admin user or ``os:<name>``; AccessDenied otherwise. UserError if there is no such identity."""
-    db = Path(db)
+    db = _store_file(db, "forget")
     with GovernanceStore(db) as g:
         authorize(g, actor, "admin", [c for _, c in g.identity_tracks(gid)])
     lock, taken = _exclusive(db, writer_lock, f"forget identity {gid}")
@@ -114,7 +122,7 @@ def purge(db: str | Path, retention: RetentionConfig, actor: str, dry_run: bool 
     actor: an admin user or ``os:<name>``. now: epoch seconds (default: the clock)."""
     if not isinstance(retention, RetentionConfig):
         raise TypeError(f"purge takes a RetentionConfig, got {type(retention).__name__}")
-    db = Path(db)
+    db = _store_file(db, "retention (purge)")
     now = time.time() if now is None else float(now)
     cuts = cutoffs(retention, now)
     authorize(db, actor, "admin")

@@ -104,7 +104,11 @@ def _audit(db: str | Path, action: str, details: dict) -> None:
     import os
 
     from pipeline.access import audit
+    from pipeline.store import is_url
 
+    if is_url(db):  # a PostgreSQL store: recorded on the server (pipeline.store.governance)
+        audit.record(db, audit.cli_actor(), action, details)
+        return
     db = Path(db)
     if not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK | os.X_OK)):
         print(f"warning: store {db} is read-only: this {action} is not recorded in its audit log", file=sys.stderr)

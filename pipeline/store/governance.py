@@ -27,6 +27,7 @@ import numpy as np
 from reid_models.common import UserError, l2_normalize
 
 from . import schema
+from .backend import is_url, open_backend
 from .base import StoreError, require_store
 
 GENESIS_HASH = "0" * 64
@@ -128,11 +129,20 @@ def drop_index_sidecars(db_path: str | Path) -> list[Path]:
 class GovernanceStore:
     """A short-lived writable connection for the access tables: ``with GovernanceStore(db) as g: ...``.
 
-    db: an existing store (StoreError naming it otherwise); an older schema is migrated."""
+    db: an existing store (StoreError naming it otherwise); an older schema is migrated. A PostgreSQL
+    URL works for users, the audit log and corrections: each transaction then takes the store's
+    identity advisory lock (what SQLite's ``BEGIN IMMEDIATE`` gives), so audit rows chain one after
+    another and corrections never interleave with a linking pass. Erasure and retention (``compact``,
+    index sidecars) are SQLite-only for now (:mod:`pipeline.access.erasure` refuses a URL)."""
 
     def __init__(self, db: str | Path) -> None:
-        self.path = require_store(db)
-        self._con = schema.connect_side(self.path)
+        self._backend = open_backend(db) if is_url(db) else None
+        if self._backend is not None:
+            self.path = self._backend.display
+            self._con = self._backend.connect_side()
+        else:
+            self.path = require_store(db)
+            self._con = schema.connect_side(self.path)
 
     def close(self) -> None:
         self._con.close()
@@ -152,6 +162,8 @@ class GovernanceStore:
             return
         try:
             con.execute("BEGIN IMMEDIATE")
+            if self._backend is not None:
+                self._backend.lock_identities(con)
         except sqlite3.OperationalError as e:
             raise StoreError(f"store {self.path} stayed locked for 10 s ({e}): try again") from None
         try:

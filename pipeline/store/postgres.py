@@ -274,6 +274,23 @@ class PostgresBackend(Backend):
             con.execute("ROLLBACK")
             raise
 
+    def connect_side(self) -> PgConnection:
+        """A writable connection for short transactions beside running writers (users, audit,
+        corrections: :class:`~.governance.GovernanceStore`); StoreError if there is no store yet;
+        an older schema is migrated."""
+        con = self.connect(readonly=False, purpose="governance")
+        try:
+            if not self.tables(con):
+                raise StoreError(f"no store at {self.display}: run `python -m pipeline run` first or check --db")
+            self.prepare_writer(con, {})
+        except self.errors as e:
+            con.close()
+            raise self.database_error(e) from None
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     def check_reader(self, con: PgConnection) -> None:
         version = self._version(con, self.tables(con))
         schema.check_version(version, self.display, can_migrate=False)

@@ -108,6 +108,9 @@ def test_cli_on_a_postgresql_url_associates_and_exports(pg_url, tmp_path, capsys
     assert main(["export", "--db", pg_url, "--format", "mtmc", "--out", str(out)]) == 0
     rows = [line.split() for line in (out / "mtmc.txt").read_text().splitlines()]
     assert len(rows) == 12 and len({r[1] for r in rows}) == 3  # 4 tracks x 3 boxes, 3 identities
+    from pipeline.access import audit
+
+    assert [e.action for e in audit.read(pg_url)] == ["export"]  # audited on the server, as on a file store
 
 
 def test_bad_associate_arguments_are_one_line(tmp_path, capsys):

@@ -264,3 +264,32 @@ def test_a_second_follow_service_waits_for_the_first(pg_url):
     first.close()
     assert got.wait(10)
     t.join(10)
+
+
+# ----------------------------------------------------------------------------- data protection tables
+def test_users_audit_and_corrections_work_on_a_postgresql_store(pg_url):
+    from pipeline.access import audit, corrections, users
+    from pipeline.access.erasure import forget_identity
+
+    rng = np.random.default_rng(5)
+    with make_store(pg_url) as store:
+        store.start_run()
+        a = add_track(store, "cam1", 1, 0, 1, unit(rng))
+        b = add_track(store, "cam2", 1, 5, 6, unit(rng))
+        ga, gb = store.new_identity(), store.new_identity()
+        store.assign_identity(a, ga, None, "new")
+        store.assign_identity(b, gb, None, "new")
+    users.add_user(pg_url, "ann", "admin", "a long passphrase")
+    assert [u.name for u in users.list_users(pg_url)] == ["ann"]
+    assert users.authenticate(pg_url, "ann", "a long passphrase") is not None
+    threads = [threading.Thread(target=audit.record, args=(pg_url, "os:test", "search", {"k": k})) for k in range(4)]
+    for t in threads:  # concurrent appends chain one after another (the identity advisory lock)
+        t.start()
+    for t in threads:
+        t.join(30)
+    corrections.merge_identities(pg_url, ga, gb, "ann")
+    assert {t.global_id for t in StoreReader(pg_url).tracks()} == {ga}
+    verdict = audit.verify(pg_url)
+    assert verdict.ok and verdict.rows >= 5, verdict.message  # 4 searches + the correction (+ the user)
+    with pytest.raises(StoreError, match="^forget works on a SQLite store file only"):
+        forget_identity(pg_url, ga, "ann")
