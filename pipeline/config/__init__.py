@@ -8,11 +8,12 @@ from .schema import (
     DetectorConfig,
     EmbedderConfig,
     PipelineConfig,
+    SearchConfig,
     StoreConfig,
     TrackerConfig,
     TransitRule,
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "StoreConfig", "TrackerConfig", "TransitRule", "config_from_dict",
-           "config_to_dict", "load_config"]
+           "FieldError", "PipelineConfig", "SearchConfig", "StoreConfig", "TrackerConfig", "TransitRule",
+           "config_from_dict", "config_to_dict", "load_config"]
