@@ -8,9 +8,10 @@ by about three tracks on different cameras, linked into one global identity with
 clothes look alike, and half of the default embedder is a colour histogram): each identity's centre is a
 component shared by everyone, plus one of ``identities / 100`` appearance groups, plus its own part;
 each track adds an offset (pose, light) and each sample noise. Sample cosines: same track ~0.85, same
-person on another track ~0.64, another person of the same group ~0.5, anyone else ~0.2. Rows go through ``TrackStore.record_frame`` / ``add_samples`` /
-``end_tracks`` (no thumbnails) with a commit every ``commit_every`` steps; then ``pipeline index``'s
-:func:`~pipeline.search.index.update_index` builds the index.
+person on another track ~0.64, another person of the same group ~0.5, anyone else ~0.2. Rows go
+through ``TrackStore.record_frame`` / ``add_samples`` / ``end_tracks`` (no thumbnails) with a commit
+every ``commit_every`` steps; then ``pipeline index``'s :func:`~pipeline.search.index.update_index`
+builds the index.
 
 Queries are new views of stored people (a fresh track offset and noise). Figures: build seconds (store,
 index), cold first query in a fresh ``python -m pipeline query --vector`` process (wall seconds end to

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import time
@@ -42,6 +43,7 @@ META = "meta.json"
 VECTORS, SAMPLE_IDS, TRACK_IDS, REMOVED = "vectors.f32", "sample_id.i64", "track_id.i64", "removed.i64"
 FORMAT = 1
 SCAN_CHUNK = 32768  # rows per read when scanning or scoring many rows (32768 x 512-d float32 = 64 MiB)
+PREAD_ROWS = 4096  # up to this many scattered rows are read with pread, more through the memory map
 
 
 def index_dir(db: str | Path) -> Path:
@@ -109,6 +111,10 @@ class SearchIndex:
         removed = folder / REMOVED
         self.removed = np.fromfile(removed, np.int64) if removed.is_file() else np.zeros(0, np.int64)
         self._ann = None
+        self._fd: int | None = None
+
+    def __del__(self) -> None:
+        self.close()
 
     @classmethod
     def open(cls, store: StoreReader) -> tuple[SearchIndex | None, str]:
@@ -160,12 +166,45 @@ class SearchIndex:
             mask[lo:lo + (1 << 22)] = track_lut[self.track_ids[lo:lo + (1 << 22)]]
         return self.alive(np.flatnonzero(mask))
 
-    def score(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """(len(rows),) float32 cosines of the query with the given rows' stored vectors (exact)."""
-        out = np.empty(len(rows), np.float32)
-        for lo in range(0, len(rows), SCAN_CHUNK):
-            out[lo:lo + SCAN_CHUNK] = self.vectors[rows[lo:lo + SCAN_CHUNK]] @ q
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) float32 stored vectors of a few rows, read with one ``pread`` each: a memory map
+        would map whole large page-cache folios (up to 2 MiB) per row touched into this process."""
+        d = self.meta.dim
+        out = np.empty((len(rows), d), np.float32)
+        buf, size = memoryview(out).cast("B"), d * 4
+        if self._fd is None:
+            self._fd = os.open(self.folder / VECTORS, os.O_RDONLY)
+        for i, r in enumerate(rows.tolist()):
+            os.preadv(self._fd, [buf[i * size:(i + 1) * size]], r * size)
         return out
+
+    def score(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """(len(rows),) float32 cosines of the query with the given rows' stored vectors (exact). Up to
+        PREAD_ROWS rows are read row by row; more through the memory map, whose pages this process then
+        gives back (they stay in the page cache), so its memory stays bounded by one query's rows."""
+        if len(rows) <= PREAD_ROWS:
+            return self.read_rows(rows) @ q if len(rows) else np.zeros(0, np.float32)
+        out = np.empty(len(rows), np.float32)
+        try:
+            for lo in range(0, len(rows), SCAN_CHUNK):
+                out[lo:lo + SCAN_CHUNK] = self.vectors[rows[lo:lo + SCAN_CHUNK]] @ q
+        finally:
+            self.release()
+        return out
+
+    def release(self) -> None:
+        """Unmap the vector pages this process touched (MADV_DONTNEED; the file stays in the page cache)."""
+        mapped = getattr(self.vectors, "_mmap", None)
+        if mapped is not None:
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError, AttributeError):
+                pass
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def scan(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, (n, D) float32 block) over every row, read with plain reads (page cache, not this
@@ -186,7 +225,12 @@ class SearchIndex:
         if rows_mask is not None:
             bits = np.packbits(rows_mask[:self.meta.ann_rows], bitorder="little")
             params.sel = faiss.IDSelectorBitmap(self.meta.ann_rows, faiss.swig_ptr(bits))
-        _, found = ann.search(q.reshape(1, -1).astype(np.float32), int(k), params=params)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: OpenMP's spinning workers only cost on a shared machine
+        try:
+            _, found = ann.search(q.reshape(1, -1).astype(np.float32), int(k), params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         found = found[0]
         return self.alive(np.sort(found[found >= 0]).astype(np.int64))
 
@@ -393,3 +437,43 @@ def remove_samples(db: str | Path, sample_ids) -> int:
         removed = np.union1d(old, ids).astype(np.int64)
         _write_atomic(path, removed.tobytes())
     return len(removed)
+
+
+class IndexUpdater:
+    """Keeps a store's index current while a run writes it: :meth:`poke` after a commit starts an
+    update in a background thread (at most one at a time, at most every ``interval`` seconds), so the
+    frame loop never waits for it; :meth:`finish` waits for it and runs a last update. A kill at any
+    point leaves a complete index (module docstring) that the next update continues."""
+
+    def __init__(self, db: str | Path, interval: float = 30.0, cfg: SearchConfig = SearchConfig()) -> None:
+        self.db, self.interval, self.cfg = Path(db), float(interval), cfg
+        self._thread = None
+        self._last = time.monotonic()
+        self.error: str | None = None
+
+    def _update(self) -> None:
+        try:
+            update_index(self.db, cfg=self.cfg, wait=False)
+        except (UserError, OSError) as e:
+            self.error = str(e)
+
+    def poke(self) -> None:
+        import threading
+
+        if self.error or time.monotonic() - self._last < self.interval:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._last = time.monotonic()
+        self._thread = threading.Thread(target=self._update, name="index-update", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> str | None:
+        """Wait for a running update, update once more; returns a one-line warning if the index could not
+        be written (the store is complete either way; queries then read it directly)."""
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is None:
+            self._update()
+        return None if self.error is None else (f"search index not updated ({self.error}); "
+                                                f"run python -m pipeline index --db {self.db}")
