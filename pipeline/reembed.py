@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import AssociationConfig, EmbedderConfig, StoreConfig, TransitRule
 from pipeline.ingest import IngestError, read_frames, source_readable
-from pipeline.search.index import update_index
+from pipeline.search.index import export_query_embedder, update_index
 from pipeline.stages.embed import Embedder
 from pipeline.stages.sampling import crop_boxes
 from pipeline.store import TrackStore, require_store, restage
@@ -169,6 +169,9 @@ def reembed_store(db: str | Path, checkpoint: str = DEFAULT_CHECKPOINT, device: 
         linked = associator.link(store)
         identities = len(store.reader.identities())
     update_index(db, progress=progress)  # the new vectors change the store's fingerprint: the index is rebuilt
+    note = export_query_embedder(db, embedder)  # the photo query's light copy of the new embedder
+    if note:
+        notes.append(note)
     return ReembedResult(old, embedder.embedder_id, embedder.dim, counts["video"], counts["thumbnail"], resumed,
                          assoc.threshold, linked, identities, time.time() - t0, time.process_time() - c0,
                          tuple(dict.fromkeys(notes)))

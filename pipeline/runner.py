@@ -231,7 +231,7 @@ class Runner:
                                              reconnects, video_errors)
                 if self.store is not None:
                     self.store.close(discard_if_empty=failed or interrupted)
-                    warning = self.index.finish() if not (failed or interrupted) else None
+                    warning = self.index.finish(self.stages.embedder) if not (failed or interrupted) else None
                     if warning:
                         print(f"warning: {warning}", file=sys.stderr)
         return self.summary

@@ -98,9 +98,16 @@ def cmd_query(args: argparse.Namespace) -> int:
             query = read_query_vector(args.vector, store.embedding_dim)
         else:
             image = read_query_image(args.image, args.box)
-            from pipeline.stages.embed import Embedder
+            from pipeline.search.index import embedder_dir
+            from pipeline.stages.embed_onnx import OnnxEmbedder
 
-            embedder = Embedder.from_spec(store.embedder_spec, device=args.device)
+            # the store's embedder as ONNX (written by run/index/reembed): no torch to import, same vectors
+            embedder = OnnxEmbedder.load(embedder_dir(args.db), store.embedder_id) if args.device in (
+                "auto", "cpu") else None
+            if embedder is None:
+                from pipeline.stages.embed import Embedder
+
+                embedder = Embedder.from_spec(store.embedder_spec, device=args.device)
             if embedder.embedder_id != store.embedder_id:  # a spec without an id rebuilds the default embedder
                 raise CliError(f"store {args.db} was built with embedder {store.embedder_id}, which cannot be "
                                f"rebuilt from its spec (got {embedder.embedder_id}): query it with that embedder")
@@ -120,10 +127,13 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from pipeline.search.index import update_index
+    from pipeline.search.index import export_query_embedder, update_index
 
     report = update_index(args.db, rebuild=args.rebuild, progress=not args.quiet)
     print(report.format())
+    note = export_query_embedder(args.db)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

@@ -281,8 +281,8 @@ class SearchConfig:
     exact_max_rows: int = 100_000
     exact_max_fraction: float = 0.05
     ann_min_rows: int = 50_000
-    ann_candidates: int = 2048
-    nprobe: int = 24
+    ann_candidates: int = 1024
+    nprobe: int = 16
     nlist: int = 0
     ann_stale_fraction: float = 0.1
 

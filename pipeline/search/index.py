@@ -46,6 +46,46 @@ SCAN_CHUNK = 32768  # rows per read when scanning or scoring many rows (32768 x 
 PREAD_ROWS = 4096  # up to this many scattered rows are read with pread, more through the memory map
 
 
+def embedder_dir(db: str | Path) -> Path:
+    """Where the store's embedder is kept as ONNX for light photo queries: ``<db>.embedder`` beside it."""
+    db = Path(db)
+    return db.with_name(db.name + ".embedder")
+
+
+def export_query_embedder(db: str | Path, embedder=None) -> str | None:
+    """Export the store's embedder (``embedder``, or rebuilt from the store's spec) to ONNX in
+    :func:`embedder_dir`, unless there already; the photo query then needs neither torch nor the network
+    code. Returns a one-line reason when it cannot (onnx/onnxruntime missing, parity failed), else None."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnx/onnxruntime not installed (pip install camreid[onnx]): photo queries import torch"
+    from pipeline.stages.embed_onnx import OnnxEmbedder, export_onnx
+
+    folder = embedder_dir(db)
+    if embedder is None:
+        with StoreReader(db) as store:
+            spec, name = store.embedder_spec, store.embedder_id
+        if OnnxEmbedder.load(folder, name) is not None:
+            return None
+        if "sha256" not in spec:
+            return f"embedder {name} cannot be rebuilt from the store's spec"
+        from pipeline.stages.embed import Embedder
+
+        try:
+            embedder = Embedder.from_spec(spec, device="cpu")
+        except (ValueError, OSError) as e:
+            return f"embedder {name} cannot be rebuilt ({e})"
+        if embedder.embedder_id != name:
+            return f"embedder {name} cannot be rebuilt from the store's spec"
+    try:
+        export_onnx(embedder, folder)
+    except (RuntimeError, OSError) as e:
+        return f"embedder not exported to ONNX ({e}): photo queries import torch"
+    return None
+
+
 def index_dir(db: str | Path) -> Path:
     """The index folder of store ``db``: ``<db>.index`` beside it."""
     db = Path(db)
@@ -468,12 +508,18 @@ class IndexUpdater:
         self._thread = threading.Thread(target=self._update, name="index-update", daemon=True)
         self._thread.start()
 
-    def finish(self) -> str | None:
-        """Wait for a running update, update once more; returns a one-line warning if the index could not
-        be written (the store is complete either way; queries then read it directly)."""
+    def finish(self, embedder=None) -> str | None:
+        """Wait for a running update, update once more, and export ``embedder`` (the run's) to ONNX for
+        light photo queries; returns a one-line warning if the index could not be written (the store is
+        complete either way; queries then read it directly)."""
         if self._thread is not None:
             self._thread.join()
         if self.error is None:
             self._update()
+        if self.error is None and embedder is not None:
+            try:
+                export_query_embedder(self.db, embedder)
+            except (UserError, OSError) as e:
+                self.error = str(e)
         return None if self.error is None else (f"search index not updated ({self.error}); "
                                                 f"run python -m pipeline index --db {self.db}")
