@@ -516,10 +516,13 @@ class IndexUpdater:
             self._thread.join()
         if self.error is None:
             self._update()
-        if self.error is None and embedder is not None:
+        if self.error is not None:
+            return f"search index not updated ({self.error}); run python -m pipeline index --db {self.db}"
+        if embedder is not None:
             try:
-                export_query_embedder(self.db, embedder)
-            except (UserError, OSError) as e:
-                self.error = str(e)
-        return None if self.error is None else (f"search index not updated ({self.error}); "
-                                                f"run python -m pipeline index --db {self.db}")
+                note = export_query_embedder(self.db, embedder)
+            except Exception as e:  # noqa: BLE001 - the ONNX copy is an optimisation; the run's work is stored
+                note = f"embedder not exported to ONNX ({type(e).__name__}: {e}); photo queries import torch"
+            if note and "not installed" not in note:
+                return note
+        return None

@@ -1,6 +1,8 @@
 """The embedder as an ONNX graph run by onnxruntime, for the photo query: importing torch and building the
 network cost a CLI query most of its time (about 3 of 4 s); onnxruntime loads the exported graph in
-~0.6 s and gives the same vectors (max abs difference ~3e-7 measured on the default embedder).
+~0.6 s and gives nearly the same vectors (default embedder, streams/suspect.jpg: cosine 0.999997 to
+PyTorch's vector, max abs element difference 1.2e-3, from the colour histogram's square roots of
+near-empty bins; query scores within 2e-4, same ranking).
 
 :func:`export_onnx` (needs torch) writes ``<folder>/<embedder_id>.onnx`` from a built
 :class:`~pipeline.stages.embed.Embedder` after checking onnxruntime against PyTorch on real-sized input;
@@ -17,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-PARITY_TOLERANCE = 1e-4  # max abs difference to PyTorch an exported graph may have
+PARITY_TOLERANCE = 5e-3  # max abs difference to PyTorch an exported graph may have, per vector element
+PARITY_COSINE = 0.99999  # least cosine between its vector and PyTorch's for the same crop
 
 
 def preprocess_crops(crops: Sequence[np.ndarray], input_size: tuple[int, int]) -> np.ndarray:
@@ -52,8 +55,8 @@ class OnnxEmbedder:
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.embedder_id, self.dim = str(meta["embedder_id"]), int(meta["dim"])
         self.input_size = (int(meta["input_size"][0]), int(meta["input_size"][1]))
-        self._mean = (np.asarray(meta["mean"], np.float32) * 255).reshape(1, 3, 1, 1)
-        self._std = (np.asarray(meta["std"], np.float32) * 255).reshape(1, 3, 1, 1)
+        self._mean = np.asarray(meta["mean255"], np.float32).reshape(1, 3, 1, 1)  # the Embedder's own constants
+        self._std = np.asarray(meta["std255"], np.float32).reshape(1, 3, 1, 1)
 
     @classmethod
     def load(cls, folder: str | Path, embedder_id: str) -> OnnxEmbedder | None:
@@ -107,14 +110,18 @@ def export_onnx(embedder, folder: str | Path) -> Path:
         model = copy.deepcopy(model).float().to("cpu")
     graph = Graph(model).eval()
     rng = np.random.default_rng(0)
-    batch = rng.integers(0, 256, (2, *embedder.input_size, 3), dtype=np.uint8)
-    mean = (embedder._mean.float().cpu().numpy()).reshape(-1) / 255
-    std = (embedder._std.float().cpu().numpy()).reshape(-1) / 255
+    batch = rng.integers(0, 256, (3, *embedder.input_size, 3), dtype=np.uint8)
+    h = embedder.input_size[0]
+    batch[2] = (40, 60, 90)  # like a real crop: flat colour regions (near-empty histogram bins)
+    batch[2, : h // 2] = (200, 180, 170)
+    batch[2, h // 3: h // 2, :, 1] = np.linspace(0, 255, batch.shape[2], dtype=np.uint8)
+    mean255 = embedder._mean.float().cpu().numpy().reshape(-1)
+    std255 = embedder._std.float().cpu().numpy().reshape(-1)
     meta = {"embedder_id": embedder.embedder_id, "dim": embedder.dim, "input_size": list(embedder.input_size),
-            "mean": mean.tolist(), "std": std.tolist()}
+            "mean255": mean255.tolist(), "std255": std255.tolist()}
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    x = torch.from_numpy(((batch.transpose(0, 3, 1, 2).astype(np.float32) - mean.reshape(1, 3, 1, 1) * 255)
-                          / (std.reshape(1, 3, 1, 1) * 255)).astype(np.float32))
+    x = torch.from_numpy((batch.transpose(0, 3, 1, 2).astype(np.float32) - mean255.reshape(1, 3, 1, 1))
+                         / std255.reshape(1, 3, 1, 1))
     with torch.inference_mode():
         want = torch.nn.functional.normalize(graph(x), dim=1).numpy()
     import warnings
@@ -127,9 +134,10 @@ def export_onnx(embedder, folder: str | Path) -> Path:
         meta_tmp = tmp.with_suffix(".json.tmp")
         meta_tmp.write_text(json.dumps(meta))
         got = OnnxEmbedder(tmp, meta)(list(batch[..., ::-1]))  # BGR crops at the input size
-        diff = float(np.abs(got - want).max())
-        if not diff <= PARITY_TOLERANCE:
-            raise RuntimeError(f"onnxruntime differs from PyTorch by {diff:.3g} > {PARITY_TOLERANCE:g}")
+        diff, cos = float(np.abs(got - want).max()), float(np.min(np.sum(got * want, axis=1)))
+        if not (diff <= PARITY_TOLERANCE and cos >= PARITY_COSINE):
+            raise RuntimeError(f"onnxruntime differs from PyTorch (max abs {diff:.3g}, cosine {cos:.6f}; allowed "
+                               f"{PARITY_TOLERANCE:g}, {PARITY_COSINE})")
         os.replace(meta_tmp, path.with_suffix(".json"))
         os.replace(tmp, path)
     finally:

@@ -260,14 +260,20 @@ def test_kill_9_during_a_rebuild_keeps_a_usable_index(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_store(tmp_path_factory):
-    """A store of 12 real person crops from the demo clip, embedded by the real default embedder."""
+    """Two copies of a store of 12 real person crops from the demo clip, embedded by the real default
+    embedder; the first also holds the embedder exported to ONNX (as `run` leaves it). Returns
+    (db with ONNX, db without, the embedder)."""
+    import shutil
+
     from pipeline.config import EmbedderConfig
+    from pipeline.search.index import export_query_embedder
     from pipeline.stages.embed import Embedder
     from pipeline.types import Detections, Frame
     from tests.pipeline.store.test_store import PERSON_BOXES, clip_frames, crop
 
     emb = Embedder(EmbedderConfig(), device="cpu")
-    db = tmp_path_factory.mktemp("real") / "real.db"
+    root = tmp_path_factory.mktemp("real")
+    db = root / "real.db"
     with TrackStore(StoreConfig(path=str(db)), emb.embedder_id, emb.dim, emb.spec) as store:
         store.start_run({})
         for i, image in enumerate(clip_frames(4)):
@@ -277,7 +283,10 @@ def real_store(tmp_path_factory):
             frame = Frame("north", i, 1714557600.0 + i, image)
             store.record_frame(frame, dets)
             store.add_samples(frame, dets, np.arange(3), crops)
-    return db
+    (root / "plain").mkdir()
+    shutil.copy(db, root / "plain" / "real.db")
+    assert export_query_embedder(db, emb) is None
+    return db, root / "plain" / "real.db", emb
 
 
 IMPORTS = r"""
@@ -289,21 +298,28 @@ print(json.dumps({"code": code, "loaded": [m for m in ("ultralytics", "torchvisi
 """
 
 
-@pytest.mark.parametrize("command", ["query", "export"])
+@pytest.mark.parametrize("command", ["query-onnx", "query-torch", "export"])
 def test_query_and_export_do_not_import_ultralytics(real_store, tmp_path, command):
-    args = (["query", "--db", str(real_store), "--image", str(REPO / "streams" / "suspect.jpg"), "--out",
-             str(tmp_path / "q"), "--device", "cpu"] if command == "query" else
-            ["export", "--db", str(real_store), "--format", "mot", "--out", str(tmp_path / "e")])
+    """query and export never import ultralytics or torchvision; with the ONNX copy of the embedder a
+    photo query imports no torch either, and ranks as the PyTorch embedder does."""
+    db = real_store[1] if command == "query-torch" else real_store[0]
+    args = (["query", "--db", str(db), "--image", str(REPO / "streams" / "suspect.jpg"), "--out",
+             str(tmp_path / "q"), "--device", "cpu"] if command != "export" else
+            ["export", "--db", str(db), "--format", "mot", "--out", str(tmp_path / "e")])
     proc = subprocess.run([sys.executable, "-c", IMPORTS, *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "YOLO_OFFLINE": "1"})
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["code"] == 0, proc.stderr
     assert "ultralytics" not in out["loaded"] and "torchvision" not in out["loaded"]
-    if command == "query":
-        assert (tmp_path / "q" / "results.json").is_file()
-        assert "torch" in out["loaded"]  # the photo is embedded by the store's own embedder
-    else:
-        assert "torch" not in out["loaded"]
+    assert ("torch" in out["loaded"]) == (command == "query-torch")
+    if command.startswith("query"):
+        import cv2
+
+        got = json.loads((tmp_path / "q" / "results.json").read_text())["sightings"]
+        with StoreReader(db) as store:  # the PyTorch embedder's vector of the same photo
+            want = search_tracks(store, real_store[2]([cv2.imread(str(REPO / "streams" / "suspect.jpg"))])[0])
+        assert [h["track_id"] for h in got] == [h.track_id for h in want]
+        assert np.allclose([h["score"] for h in got], [h.score for h in want], atol=1e-3)
 
 
 def test_bench_query_writes_its_figures(tmp_path):
