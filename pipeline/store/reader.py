@@ -256,7 +256,8 @@ class StoreReader:
 
     def sample_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written
-        sample, cached in RAM and topped up with new rows on each call."""
+        sample, cached in RAM and topped up with new rows on each call. All of it in RAM: for small stores
+        and tests; search reads :meth:`iter_samples` chunks and the index instead."""
         with self._lock:
             last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
             rows = self._con.execute("SELECT id, track_id, embedding FROM samples WHERE id>? ORDER BY id",

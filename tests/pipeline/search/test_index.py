@@ -335,3 +335,22 @@ def test_bench_query_writes_its_figures(tmp_path):
     assert Path(data["store"]).is_file() and figures["samples"] == 3000
     proc = subprocess.run(data["query_command"].split(), cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and "rank" in proc.stdout.lower()  # the store can be queried again by hand
+
+
+def test_index_command_and_the_runs_updater(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.search.index import IndexUpdater
+
+    db = tmp_path / "s.db"
+    build_store(db, 2500, 16, progress=False)
+    updater = IndexUpdater(db, interval=0.0)  # what the runner does after its commits and at the end
+    updater.poke()
+    assert updater.finish() is None
+    with StoreReader(db) as store:
+        assert SearchIndex.open(store)[0].rows == 2500
+    assert main(["index", "--db", str(db), "--rebuild", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "2500 samples, rebuilt (requested)" in out.out and "no ANN index" in out.out
+    assert "cannot be rebuilt" in out.err  # a synthetic embedder has no network to export
+    assert main(["index", "--db", str(tmp_path / "missing.db")]) == 2
+    assert "error:" in capsys.readouterr().err
