@@ -167,18 +167,28 @@ def _recall(got: list, want: list) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+_COLD = """import sys
+from pipeline.cli import main
+code = main(sys.argv[1:])
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print("peak_rss_kib", hwm[0] if hwm else -1, file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def cold_query(db: Path, vector: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
-    """A fresh ``python -m pipeline query --vector`` process: wall seconds end to end and peak RSS (MiB)."""
-    cmd = [sys.executable, "-m", "pipeline", "query", "--db", str(db), "--vector", str(vector), "--out", str(out),
-           *extra]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """A fresh ``python -m pipeline query --vector`` process: wall seconds end to end and its peak RSS (MiB,
+    the process's own VmHWM: ``ru_maxrss`` of a child counts the parent's pages it was forked with)."""
+    args = ["query", "--db", str(db), "--vector", str(vector), "--out", str(out), *extra]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, "-c", _COLD, *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
     wall = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
         raise RuntimeError(f"cold query failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return {"seconds": wall, "rss_mib": max(rss, before) / 1024, "command": " ".join(cmd)}
+    kib = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("peak_rss_kib")]
+    return {"seconds": wall, "rss_mib": kib[-1] / 1024 if kib and kib[-1] >= 0 else float("nan"),
+            "command": " ".join([sys.executable, "-m", "pipeline", *args])}
 
 
 def run_query_bench(samples: int, dim: int, out_dir: str | Path = "runs/bench-query", queries: int = 50,
