@@ -44,6 +44,16 @@ VECTORS, SAMPLE_IDS, TRACK_IDS, REMOVED = "vectors.f32", "sample_id.i64", "track
 FORMAT = 1
 SCAN_CHUNK = 32768  # rows per read when scanning or scoring many rows (32768 x 512-d float32 = 64 MiB)
 PREAD_ROWS = 4096  # up to this many scattered rows are read with pread, more through the memory map
+RSS_BUDGET_MIB = 768  # a query process holding more than this gives the vector pages it mapped back
+
+
+def _resident_mib() -> float:
+    """This process's resident memory, MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def embedder_dir(db: str | Path) -> Path:
@@ -220,8 +230,9 @@ class SearchIndex:
 
     def score(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """(len(rows),) float32 cosines of the query with the given rows' stored vectors (exact). Up to
-        PREAD_ROWS rows are read row by row; more through the memory map, whose pages this process then
-        gives back (they stay in the page cache), so its memory stays bounded by one query's rows."""
+        PREAD_ROWS rows are read row by row; more through the memory map, whose pages this process gives
+        back (they stay in the page cache) once it holds more than RSS_BUDGET_MIB, so its memory stays
+        bounded while repeated queries over the same rows stay fast."""
         if len(rows) <= PREAD_ROWS:
             return self.read_rows(rows) @ q if len(rows) else np.zeros(0, np.float32)
         out = np.empty(len(rows), np.float32)
@@ -229,7 +240,8 @@ class SearchIndex:
             for lo in range(0, len(rows), SCAN_CHUNK):
                 out[lo:lo + SCAN_CHUNK] = self.vectors[rows[lo:lo + SCAN_CHUNK]] @ q
         finally:
-            self.release()
+            if _resident_mib() > RSS_BUDGET_MIB:
+                self.release()
         return out
 
     def release(self) -> None:
