@@ -161,10 +161,12 @@ class SearchIndex:
         removed = folder / REMOVED
         self.removed = np.fromfile(removed, np.int64) if removed.is_file() else np.zeros(0, np.int64)
         self._ann = None
-        self._fd: int | None = None
+        # opened now, like the maps: a rebuild renamed into place later must not mix with this meta
+        self._fd: int | None = os.open(folder / VECTORS, os.O_RDONLY) if n else None
 
     def __del__(self) -> None:
-        self.close()
+        if getattr(self, "_fd", None) is not None:
+            self.close()
 
     @classmethod
     def open(cls, store: StoreReader) -> tuple[SearchIndex | None, str]:
@@ -222,8 +224,6 @@ class SearchIndex:
         d = self.meta.dim
         out = np.empty((len(rows), d), np.float32)
         buf, size = memoryview(out).cast("B"), d * 4
-        if self._fd is None:
-            self._fd = os.open(self.folder / VECTORS, os.O_RDONLY)
         for i, r in enumerate(rows.tolist()):
             os.preadv(self._fd, [buf[i * size:(i + 1) * size]], r * size)
         return out
