@@ -354,3 +354,18 @@ def test_index_command_and_the_runs_updater(tmp_path, capsys):
     assert "cannot be rebuilt" in out.err  # a synthetic embedder has no network to export
     assert main(["index", "--db", str(tmp_path / "missing.db")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_query_vector_argument_errors_are_one_line(synthetic, tmp_path, capsys):
+    from pipeline.cli import main
+
+    db, layout = synthetic
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones(7, np.float32))
+    assert main(["query", "--db", str(db), "--vector", str(wrong), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "32-d" in err and len(err.strip().splitlines()) == 1
+    good = tmp_path / "q.npy"
+    np.save(good, make_queries(layout, 1)[0])
+    assert main(["query", "--db", str(db), "--vector", str(good), "--out", str(tmp_path / "o"), "--exact"]) == 0
+    assert (tmp_path / "o" / "results.json").is_file()
