@@ -369,3 +369,15 @@ def test_query_vector_argument_errors_are_one_line(synthetic, tmp_path, capsys):
     np.save(good, make_queries(layout, 1)[0])
     assert main(["query", "--db", str(db), "--vector", str(good), "--out", str(tmp_path / "o"), "--exact"]) == 0
     assert (tmp_path / "o" / "results.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_run_leaves_its_index_and_onnx_embedder(demo_run):
+    """`run` (the real pipeline) indexes what it stored and exports its embedder for light queries."""
+    from pipeline.search.index import embedder_dir
+    from pipeline.stages.embed_onnx import OnnxEmbedder
+
+    with StoreReader(demo_run.db) as store:
+        index, why = SearchIndex.open(store)
+        assert why == "" and index.rows == store.sample_extent()[0] > 0
+        assert OnnxEmbedder.load(embedder_dir(demo_run.db), store.embedder_id) is not None
