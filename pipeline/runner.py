@@ -35,6 +35,7 @@ from pipeline.annotate import AnnotatedVideoWriter
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import PipelineConfig, config_to_dict, load_config
 from pipeline.ingest import IngestError, MultiCameraReader
+from pipeline.search.index import IndexUpdater
 from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
 from pipeline.store import RunCounts, TrackStore, WriterLock
@@ -164,6 +165,7 @@ class Runner:
         embedder = self.stages.embedder
         self.store = TrackStore(dataclasses.replace(cfg.store, path=str(self.db_path)), embedder.embedder_id,
                                 embedder.dim, embedder.spec, writer_lock=lock)  # releases the lock if it fails
+        self.index = IndexUpdater(self.db_path)  # the search index beside the store follows its commits
 
     def run(self) -> RunSummary:
         t_start = time.perf_counter()
@@ -234,6 +236,9 @@ class Runner:
                                              reconnects, video_errors)
                 if self.store is not None:
                     self.store.close(discard_if_empty=failed or interrupted)
+                    warning = self.index.finish(self.stages.embedder) if not (failed or interrupted) else None
+                    if warning:
+                        print(f"warning: {warning}", file=sys.stderr)
         return self.summary
 
     def _wind_up(self) -> None:
@@ -336,7 +341,8 @@ class Runner:
             if finished[f.camera_id]:
                 store.end_tracks(f.camera_id, finished[f.camera_id])
                 stages.sampler.forget(f.camera_id, finished[f.camera_id])
-        store.maybe_commit()
+        if store.maybe_commit():
+            self.index.poke()
         t0 = timer.add("store", t0)
         if self.writer is not None:
             for f, t in zip(batch, tracked):
