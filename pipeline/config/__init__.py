@@ -16,5 +16,6 @@ from .schema import (
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "RetentionConfig", "SearchConfig", "StoreConfig", "TrackerConfig", "TransitRule",
+           "FieldError", "PipelineConfig", "RetentionConfig", "SearchConfig", "StoreConfig", "TrackerConfig",
+           "TransitRule",
            "config_from_dict", "config_to_dict", "load_config"]
