@@ -6,7 +6,8 @@ thumbnail (say so: a thumbnail is a small JPEG, its vectors are a little worse).
 committed batches (:mod:`pipeline.store.restage`), so a kill loses at most one batch and a restart skips
 what was staged; the store's embedder becomes the new one only when every sample has its new vector,
 in one transaction. Then the global identities are rebuilt by the association of the store's last run
-(with the threshold given, or the one the checkpoint suggests, see ``pipeline.adapt``).
+(with the threshold given, or the one the checkpoint suggests, see ``pipeline.adapt``), and the search
+index beside the store is rebuilt for the new vectors (:mod:`pipeline.search.index`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import AssociationConfig, EmbedderConfig, StoreConfig, TransitRule
 from pipeline.ingest import IngestError, read_frames, source_readable
+from pipeline.search.index import export_query_embedder, update_index
 from pipeline.stages.embed import Embedder
 from pipeline.stages.sampling import crop_boxes
 from pipeline.store import TrackStore, require_store, restage
@@ -166,6 +168,10 @@ def reembed_store(db: str | Path, checkpoint: str = DEFAULT_CHECKPOINT, device: 
         associator = CrossCameraAssociator(assoc)
         linked = associator.link(store)
         identities = len(store.reader.identities())
+    update_index(db, progress=progress)  # the new vectors change the store's fingerprint: the index is rebuilt
+    note = export_query_embedder(db, embedder)  # the photo query's light copy of the new embedder
+    if note:
+        notes.append(note)
     return ReembedResult(old, embedder.embedder_id, embedder.dim, counts["video"], counts["thumbnail"], resumed,
                          assoc.threshold, linked, identities, time.time() - t0, time.process_time() - c0,
                          tuple(dict.fromkeys(notes)))

@@ -38,6 +38,7 @@ from pipeline.annotate import AnnotatedVideoWriter
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import PipelineConfig, config_to_dict, load_config
 from pipeline.ingest import IngestError, MultiCameraReader
+from pipeline.search.index import IndexUpdater
 from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
 from pipeline.store import RunCounts, TrackStore, WriterLock, open_backend, store_location
@@ -174,6 +175,8 @@ class Runner:
         embedder = self.stages.embedder
         self.store = TrackStore(dataclasses.replace(cfg.store, path=str(self.db_path)), embedder.embedder_id,
                                 embedder.dim, embedder.spec, writer_lock=lock)  # releases the lock if it fails
+        # the search index beside a store file follows its commits (a PostgreSQL store: exact search, no index)
+        self.index = IndexUpdater(self.db_path) if not self.backend.shared else None
 
     def run(self) -> RunSummary:
         t_start = time.perf_counter()
@@ -245,6 +248,10 @@ class Runner:
                                              reconnects, video_errors)
                 if self.store is not None:
                     self.store.close(discard_if_empty=failed or interrupted)
+                    warning = (self.index.finish(self.stages.embedder)
+                               if self.index is not None and not (failed or interrupted) else None)
+                    if warning:
+                        print(f"warning: {warning}", file=sys.stderr)
         return self.summary
 
     def _wind_up(self) -> None:
@@ -348,7 +355,8 @@ class Runner:
             if finished[f.camera_id]:
                 store.end_tracks(f.camera_id, finished[f.camera_id])
                 stages.sampler.forget(f.camera_id, finished[f.camera_id])
-        store.maybe_commit()
+        if store.maybe_commit() and self.index is not None:
+            self.index.poke()
         t0 = timer.add("store", t0)
         if self.writer is not None:
             for f, t in zip(batch, tracked):

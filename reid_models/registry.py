@@ -73,7 +73,21 @@ def register_model(fn: Callable[..., nn.Module] | None = None, **defaults: Any):
     return add(fn) if fn is not None else add
 
 
-def _ensure_loaded() -> None:
+_LIGHT_HOMES = {"generic_mnv2_hsv": "generic"}
+"""Models whose module registers them without the zoo: asking for one of these by name imports only
+its module (no torchvision), so a query with the default embedder stays light."""
+
+
+def _ensure_loaded(name: str | None = None) -> None:
+    """Register ``name`` (its own module if light, else every network); None: every network."""
+    if name is not None and name in _MODELS:
+        return
+    if name in _LIGHT_HOMES:
+        import importlib
+
+        importlib.import_module(f".{_LIGHT_HOMES[name]}", __package__)
+        if name in _MODELS:
+            return
     from . import models  # noqa: F401  (importing registers every network)
 
 
@@ -84,7 +98,7 @@ def list_models() -> list[str]:
 
 
 def _check_name(name: str) -> None:
-    _ensure_loaded()
+    _ensure_loaded(name)
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of {', '.join(sorted(_MODELS))}")
 

@@ -3,11 +3,13 @@
     python -m pipeline run --cameras streams/demo.yaml [--db PATH] [--device auto|cpu|cuda]
                            [--max-frames N] [--save-video DIR]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
-                             [--since T] [--until T] [--top K] [--out DIR] [--device D]
+                             [--since T] [--until T] [--top K] [--out DIR] [--device D] [--exact]
+    python -m pipeline index --db PATH [--rebuild]
     python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
+    python -m pipeline bench --query --samples N --dim D [--out DIR] [--json FILE]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
     python -m pipeline users add NAME --db PATH --role admin|operator|viewer [--cameras ID ...]
@@ -48,6 +50,7 @@ from .commands import (
     cmd_eval,
     cmd_export,
     cmd_forget,
+    cmd_index,
     cmd_purge,
     cmd_query,
     cmd_reembed,
@@ -121,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("query", help="find where the person of a photo was seen")
     q.add_argument("--db", required=True, help="store written by `run`")
-    q.add_argument("--image", required=True, help="photo of the person (a crop, or see --box)")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", help="photo of the person (a crop, or see --box)")
+    what.add_argument("--vector", metavar="NPY", help="a (D,) query embedding saved with numpy.save instead of a "
+                                                      "photo (e.g. the query.npy `bench --query` writes)")
     q.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
                    help="cut this pixel box out of --image first")
     q.add_argument("--camera", nargs="+", action="extend", metavar="ID", help="only these cameras")
@@ -130,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top", type=_positive_int, default=10, metavar="K", help="identities to list (default 10)")
     q.add_argument("--out", default="query_results", metavar="DIR", help="results.json + contact_sheet.png")
     q.add_argument("--device", default="auto")
+    q.add_argument("--exact", action="store_true", help="brute force over every sample, not the ANN index")
     q.set_defaults(func=cmd_query)
+
+    x = sub.add_parser("index", help="bring the store's search index (<db>.index/) up to date, or rebuild it")
+    x.add_argument("--db", required=True, help="store written by `run`")
+    x.add_argument("--rebuild", action="store_true", help="build it again from the store")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(func=cmd_index)
 
     e = sub.add_parser("export", help="write the store as MOTChallenge, AI City MTMC or Market-1501 data, "
                                       "or one identity's signed evidence folder")
@@ -154,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras; "
-                                     "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers")
+                                     "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers; "
+                                     "--query: search latency and recall on a synthetic store")
     b.add_argument("--store", action="store_true",
                    help="rows/s the store writes: a temporary SQLite file and each --db (file or postgresql:// URL)")
     b.add_argument("--db", action="append", default=[], metavar="PATH|URL",
@@ -166,11 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "truth (../shared/data/mot15/PETS09-S2L1)")
     b.add_argument("--frames", type=_positive_int, default=None, metavar="N",
                    help="frames per camera (default 30; --accuracy: the whole clip)")
-    b.add_argument("--out", default=None, metavar="DIR", help="--accuracy: folder for bench.json (default runs/bench)")
+    b.add_argument("--out", default=None, metavar="DIR", help="--accuracy: folder for bench.json (default runs/bench); "
+                                                                  "--query: folder of the store (runs/bench-query)")
     b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 2, 4], metavar="N")
     b.add_argument("--device", default="auto")
     b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
     b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")
+    b.add_argument("--query", action="store_true",
+                   help="search at scale: build a synthetic store of --samples x --dim through the store's write "
+                        "path and its index, report build time, cold/warm query latency, RSS and recall@10")
+    b.add_argument("--samples", type=_positive_int, default=100_000, metavar="N", help="--query: samples")
+    b.add_argument("--dim", type=_positive_int, default=512, metavar="D", help="--query: vector dimension")
+    b.add_argument("--queries", type=_positive_int, default=50, metavar="N", help="--query: queries timed")
+    b.add_argument("--json", default=None, metavar="FILE", help="--query: also write the figures as JSON")
+    b.add_argument("--reuse", action="store_true", help="--query: keep the store --out already holds")
     b.set_defaults(func=cmd_bench)
 
     a = sub.add_parser("adapt", help="fine-tune the re-ID network on the store's own tracks (a site model)")

@@ -68,6 +68,23 @@ def _check_out_folder(out: str | Path) -> None:
         raise CliError(f"--out {out} is a file; pass a folder")
 
 
+def read_query_vector(path: str | Path, dim: int):
+    """A (D,) query embedding from a numpy ``.npy`` file; CliError naming the problem otherwise."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise CliError(f"query vector not found: {path}; pass a .npy file written by numpy.save with --vector")
+    try:
+        vec = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot read query vector {path} ({e}): pass a .npy file written by numpy.save") from None
+    vec = np.asarray(vec, np.float32).reshape(-1) if vec.size == dim else None
+    if vec is None or not np.isfinite(vec).all() or not np.linalg.norm(vec) > 0:
+        raise CliError(f"query vector {path} is not a finite, non-zero {dim}-d vector (the store's dimension)")
+    return vec
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from pipeline.store import StoreReader
 
@@ -76,22 +93,40 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise CliError("--since is later than --until: the time window is empty; swap them")
         store.check_cameras(args.camera)
         _check_out_folder(args.out)
-        image = read_query_image(args.image, args.box)
-        from pipeline.search import format_table, search_tracks, write_results
-        from pipeline.stages.embed import Embedder
+        image = None
+        if args.vector is not None:
+            query = read_query_vector(args.vector, store.embedding_dim)
+        else:
+            image = read_query_image(args.image, args.box)
+            from pipeline.search.index import embedder_dir
+            from pipeline.stages.embed_onnx import OnnxEmbedder
 
-        embedder = Embedder.from_spec(store.embedder_spec, device=args.device)
-        if embedder.embedder_id != store.embedder_id:  # a spec without an id rebuilds the default embedder
-            raise CliError(f"store {args.db} was built with embedder {store.embedder_id}, which cannot be "
-                           f"rebuilt from its spec (got {embedder.embedder_id}): query it with that embedder")
-        query = embedder([image])[0]
+            # the store's embedder as ONNX (written by run/index/reembed): no torch to import, same vectors
+            embedder = OnnxEmbedder.load(embedder_dir(args.db), store.embedder_id) if args.device in (
+                "auto", "cpu") else None
+            if embedder is None:
+                from pipeline.stages.embed import Embedder
+
+                embedder = Embedder.from_spec(store.embedder_spec, device=args.device)
+            if embedder.embedder_id != store.embedder_id:  # a spec without an id rebuilds the default embedder
+                raise CliError(f"store {args.db} was built with embedder {store.embedder_id}, which cannot be "
+                               f"rebuilt from its spec (got {embedder.embedder_id}): query it with that embedder")
+            query = embedder([image])[0]
+        from pipeline.search import format_table, search_tracks, write_results
+
+        info: dict = {}
         sightings = search_tracks(store, query, cameras=args.camera, since=args.since, until=args.until,
-                                  top=args.top)
+                                  top=args.top, method="exact" if args.exact else "auto", info=info)
+        if info.get("index"):
+            print(f"note: {info['index']}; searched the store directly (exact, slower on a large store): "
+                  f"python -m pipeline index --db {args.db} builds it", file=sys.stderr)
         from pipeline.access.audit import search_details
 
+        query_bytes = Path(args.image if args.vector is None else args.vector).read_bytes()
         _audit(args.db, "search", search_details(
-            Path(args.image).read_bytes(), {"box": args.box, "cameras": args.camera, "since": args.since,
-                                            "until": args.until, "top": args.top}, sightings))
+            query_bytes, {"box": args.box, "cameras": args.camera, "since": args.since,
+                          "until": args.until, "top": args.top, "vector": args.vector is not None,
+                          "exact": args.exact}, sightings))
         print(format_table(sightings))
         paths = write_results(sightings, args.out, query_image=image)
     print(f"wrote {paths['json']} and {paths['contact_sheet']}")
@@ -114,6 +149,17 @@ def _audit(db: str | Path, action: str, details: dict) -> None:
         print(f"warning: store {db} is read-only: this {action} is not recorded in its audit log", file=sys.stderr)
         return
     audit.record(db, audit.cli_actor(), action, details)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from pipeline.search.index import export_query_embedder, update_index
+
+    report = update_index(args.db, rebuild=args.rebuild, progress=not args.quiet)
+    print(report.format())
+    note = export_query_embedder(args.db)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -152,6 +198,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.db:
         raise CliError("--db is for bench --store only")
+    if args.query:
+        from pipeline.bench_query import format_figures, run_query_bench
+
+        figures = run_query_bench(args.samples, args.dim, out_dir=args.out or "runs/bench-query",
+                                  queries=args.queries, json_path=args.json, reuse=args.reuse)
+        print(format_figures(figures))
+        if args.json:
+            print(f"wrote {args.json}")
+        return 0
     if args.accuracy:
         from pipeline.bench_accuracy import run_accuracy_bench
 

@@ -9,11 +9,13 @@ from .schema import (
     EmbedderConfig,
     PipelineConfig,
     RetentionConfig,
+    SearchConfig,
     StoreConfig,
     TrackerConfig,
     TransitRule,
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "RetentionConfig", "StoreConfig", "TrackerConfig", "TransitRule",
+           "FieldError", "PipelineConfig", "RetentionConfig", "SearchConfig", "StoreConfig", "TrackerConfig",
+           "TransitRule",
            "config_from_dict", "config_to_dict", "load_association", "load_config"]

@@ -298,6 +298,36 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """How a query searches the store's index (``pipeline.search.index``); not a cams.yaml section.
+
+    exact_max_rows: a camera/time filter keeping at most this many samples is searched exactly (ANN
+    indexes lose recall under selective filters); exact_max_fraction: nor more than this fraction of
+    the indexed samples. ann_min_rows: below this many samples no ANN index is built (exact is fast).
+    ann_candidates: samples the ANN index returns per query, re-scored exactly. nprobe: IVF lists
+    scanned per query. nlist: IVF lists (0 = about sqrt(samples)). ann_stale_fraction: the ANN index
+    is rebuilt when samples added since exceed this fraction of it (they are searched exactly until then).
+    """
+
+    exact_max_rows: int = 100_000
+    exact_max_fraction: float = 0.05
+    ann_min_rows: int = 50_000
+    ann_candidates: int = 1024
+    nprobe: int = 16
+    nlist: int = 0
+    ann_stale_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        o = "SearchConfig"
+        for key, lo in (("exact_max_rows", 0), ("ann_min_rows", 1), ("ann_candidates", 1), ("nprobe", 1),
+                        ("nlist", 0)):
+            _set(self, key, c.integer(o, key, getattr(self, key), lo=lo))
+        _set(self, "exact_max_fraction", c.number(o, "exact_max_fraction", self.exact_max_fraction, lo=0, hi=1))
+        _set(self, "ann_stale_fraction", c.number(o, "ann_stale_fraction", self.ann_stale_fraction, lo=0,
+                                                  lo_open=True))
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """The whole cams.yaml: cameras (at least one, unique ids) and one section per stage."""
 

@@ -1,25 +1,36 @@
 """Search a store with a query embedding: rank tracks, group them by global identity (the report
 of a search, table and contact sheet, is :mod:`pipeline.search.report`).
 
-Scoring (exact, no ANN): the store's sample embeddings are held in RAM as an (N, D) matrix; the
-camera/time filter runs in SQL over the tracks table and selects matrix rows; a track's score is the
-**max** cosine between the query and its samples (``by="max"``, robust to a track's poor views), or
-the cosine to the track's mean embedding (``by="mean"``). An identity's score is its best track's
-score; identities are ranked by it, and every track of a returned identity that passes the filters
-is listed (best-matching first), so one hit shows every camera that person was seen on. Tracks
-without a global identity count as an identity of their own.
+Scoring: a track's score is the **max** cosine between the query and its samples (``by="max"``,
+robust to a track's poor views), or the cosine to the track's mean embedding (``by="mean"``). An
+identity's score is its best track's score; identities are ranked by it, and every track of a
+returned identity that passes the filters is listed (best-matching first), so one hit shows every
+camera that person was seen on. Tracks without a global identity count as an identity of their own.
+
+Where the vectors come from (:mod:`pipeline.search.index`): the store's index, memory-mapped, plus the
+samples committed after it was last updated, read from the store in chunks; without an index, the
+store in chunks. The camera/time filter runs in SQL over the tracks table. A selective filter
+(at most ``SearchConfig.exact_max_rows`` samples or ``exact_max_fraction`` of them) is scored exactly,
+so its results are those of brute force; a broad or no filter asks the ANN index for candidates, scores
+them exactly, and then scores every filtered track of the best identities exactly, so the listed
+scores are exact and only which identities make the top can differ from brute force (see README
+"Scale" for the measured recall).
 """
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 import numpy as np
 
-from pipeline.config import EmbedderConfig
+from pipeline.config import EmbedderConfig, SearchConfig
 from pipeline.store import StoreReader
 from reid_models.common import UserError, iso_time, l2_normalize, parse_time
+
+from .index import SearchIndex
 
 TimeLike = float | int | str | datetime | date | None
 
@@ -77,39 +88,97 @@ def _epoch(t: TimeLike) -> float | None:
     return None if t is None else parse_time(t)
 
 
-def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequence[str] | str | None = None,
-                  since: TimeLike = None, until: TimeLike = None, top: int = 10, by: str = "max") -> list[Sighting]:
-    """Top ``top`` identities for a (D,) query embedding, every filtered track of each listed.
+def _best_per_track(tracks: np.ndarray, sample_ids: np.ndarray, scores: np.ndarray):
+    """Per track (ascending id): (track ids, best sample id, its score); ties keep the first sample given."""
+    order = np.lexsort((-scores, tracks))
+    tr, sid, sc = tracks[order], sample_ids[order], scores[order]
+    first = np.flatnonzero(np.r_[True, tr[1:] != tr[:-1]]) if len(tr) else np.zeros(0, np.int64)
+    return tr[first], sid[first], sc[first]
 
-    cameras: keep tracks of these camera ids (an id the store lacks is a UserError naming those it
-    has); since/until: keep tracks overlapping the window (epoch seconds, datetime or ISO string).
-    Returns sightings ordered by rank, then track score.
-    """
-    store.check_cameras(cameras)
-    q = np.asarray(query_embedding, np.float32).reshape(-1)
-    if q.shape[0] != store.embedding_dim:
-        raise ValueError(f"query embedding has {q.shape[0]} dims, store {store.path} holds "
-                         f"{store.embedding_dim}: embed the query with the store's embedder")
-    if by not in ("max", "mean"):
-        raise ValueError(f"by must be 'max' or 'mean', got {by!r}")
-    q = l2_normalize(q)
-    if top <= 0:
-        return []
-    sample_ids, sample_tracks, matrix = store.sample_matrix()  # before the tracks: each sample's track is there
-    since, until = _epoch(since), _epoch(until)
-    ids, gids = store.track_keys(camera=cameras, since=since, until=until, min_samples=1)
-    if len(ids) == 0:
-        return []
-    unfiltered = cameras is None and since is None and until is None
-    rows = np.flatnonzero(np.isin(sample_tracks, ids)) if not unfiltered else np.arange(len(sample_ids))
-    scores = (matrix if unfiltered else matrix[rows]) @ q
-    order = np.lexsort((-scores, sample_tracks[rows]))  # by track, best sample first
-    tr, sid, sc = sample_tracks[rows][order], sample_ids[rows][order], scores[order]
-    first = np.flatnonzero(np.r_[True, tr[1:] != tr[:-1]])
-    tr, sid, sc = tr[first], sid[first], sc[first]  # per track (ascending id): best sample and its score
-    if by == "mean":
-        sc = store.track_embeddings(tr) @ q
-    g = gids[np.searchsorted(ids, tr)]
+
+def _merge(parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return _best_per_track(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
+
+
+def _in_lut(lut: np.ndarray | None, tracks: np.ndarray) -> np.ndarray:
+    if lut is None:
+        return np.ones(len(tracks), bool)
+    keep = tracks < len(lut)
+    keep[keep] = lut[tracks[keep]]
+    return keep
+
+
+def _lut(track_ids: np.ndarray, index: SearchIndex | None) -> np.ndarray:
+    size = max(int(track_ids.max()) + 1 if len(track_ids) else 0, (index.meta.max_track + 1) if index else 0)
+    lut = np.zeros(size, bool)
+    lut[track_ids] = True
+    return lut
+
+
+class _Scorer:
+    """Exact and ANN scoring of one query over an index (may be None) and the store's samples after it."""
+
+    def __init__(self, store: StoreReader, index: SearchIndex | None, q: np.ndarray) -> None:
+        self.store, self.index, self.q = store, index, q
+        self.rows_scored = 0
+
+    def _tail(self, lut: np.ndarray | None, first_row: int | None = None) -> list:
+        """Exact per-track bests of the samples outside the ANN part: index rows from ``first_row`` on
+        (None: none), then the store's samples after the index's watermark."""
+        parts, index, q = [], self.index, self.q
+        if index is not None and first_row is not None and first_row < index.rows:
+            rows = np.arange(first_row, index.rows)
+            rows = index.alive(rows[_in_lut(lut, np.asarray(index.track_ids[rows]))])
+            parts.append(self._rows(rows))
+        removed = index.removed if index is not None else np.zeros(0, np.int64)
+        after = index.meta.watermark if index is not None else 0
+        for ids, tracks, emb in self.store.iter_samples(after_id=after, chunk=32768):
+            keep = _in_lut(lut, tracks) & ~np.isin(ids, removed)
+            if keep.any():
+                parts.append(_best_per_track(tracks[keep], ids[keep], emb[keep] @ q))
+                self.rows_scored += int(keep.sum())
+        return parts
+
+    def _rows(self, rows: np.ndarray):
+        self.rows_scored += len(rows)
+        index = self.index
+        return _best_per_track(np.asarray(index.track_ids[rows]), np.asarray(index.sample_ids[rows]),
+                               index.score(rows, self.q))
+
+    def exact(self, lut: np.ndarray | None, rows: np.ndarray | None = None):
+        """Exact per-track bests over the tracks marked in ``lut`` (None: every track); ``rows``: the
+        index rows of those tracks when the caller has them already."""
+        parts, index = [], self.index
+        if index is not None and index.rows:
+            if lut is None:
+                for lo, block in index.scan():
+                    n = len(block)
+                    ids = np.asarray(index.sample_ids[lo:lo + n])
+                    keep = ~np.isin(ids, index.removed) if len(index.removed) else slice(None)
+                    parts.append(_best_per_track(np.asarray(index.track_ids[lo:lo + n])[keep], ids[keep],
+                                                 (block @ self.q)[keep]))
+                    self.rows_scored += n
+            else:
+                parts.append(self._rows(index.rows_of(lut) if rows is None else rows))
+        return _merge(parts + self._tail(lut))
+
+    def ann(self, k: int, nprobe: int, lut: np.ndarray | None, rows: np.ndarray | None):
+        """Per-track bests of the ANN candidates (re-scored exactly) plus, exactly, every sample outside
+        the ANN index; ``lut``/``rows``: the filter, as for :meth:`exact`."""
+        index = self.index
+        mask = None
+        if rows is not None:
+            mask = np.zeros(index.rows, bool)
+            mask[rows] = True
+        cand = index.ann_rows(self.q, k, nprobe, mask)
+        return _merge([self._rows(cand)] + self._tail(lut, first_row=index.meta.ann_rows))
+
+
+def _rank(tr: np.ndarray, sc: np.ndarray, g: np.ndarray, top: int):
+    """Identity ranking of per-track scores: (identity index of each track, identity scores, 1-based rank
+    of each identity (0 = not in the top), indices of the listed tracks in rank, score, track order)."""
     key = np.where(g >= 0, g, -tr)  # tracks without identity are their own identity
     ukey, inv = np.unique(key, return_inverse=True)
     ident = np.full(len(ukey), -np.inf, np.float32)
@@ -119,13 +188,119 @@ def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequ
     rank_of[ranked] = np.arange(1, len(ranked) + 1)
     listed = np.flatnonzero(rank_of[inv] > 0)
     listed = listed[np.lexsort((tr[listed], -sc[listed], rank_of[inv[listed]]))]  # rank, score, track
+    return inv, ident, rank_of, listed
+
+
+_INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BLAS: list = []
+
+
+def _one_blas_thread():
+    """A context running BLAS on one thread: a query's matrix-vector products are memory-bound, and on
+    a busy machine OpenBLAS's worker threads made them ~10x slower (14 vs 1.3 ms for 10k x 512)."""
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS.append(ThreadpoolController())
+        except ImportError:
+            _BLAS.append(None)
+    return contextlib.nullcontext() if _BLAS[0] is None else _BLAS[0].limit(limits=1, user_api="blas")
+
+
+def open_index(store: StoreReader) -> tuple[SearchIndex | None, str]:
+    """The store's search index (opened once per reader), or (None, why there is none)."""
+    got = _INDEXES.get(store)
+    if got is None:
+        got = SearchIndex.open(store)
+        _INDEXES[store] = got
+    return got
+
+
+def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequence[str] | str | None = None,
+                  since: TimeLike = None, until: TimeLike = None, top: int = 10, by: str = "max",
+                  method: str = "auto", config: SearchConfig = SearchConfig(),
+                  info: dict | None = None) -> list[Sighting]:
+    """Top ``top`` identities for a (D,) query embedding, every filtered track of each listed.
+
+    cameras: keep tracks of these camera ids (an id the store lacks is a UserError naming those it
+    has); since/until: keep tracks overlapping the window (epoch seconds, datetime or ISO string).
+    method: ``auto`` (module docstring), ``exact`` (always brute force, in chunks) or ``ann`` (the ANN
+    index whenever there is one). ``info``, if given, receives how the search ran: method, rows_scored,
+    index (why none was used, or "").
+    Returns sightings ordered by rank, then track score.
+    """
+    store.check_cameras(cameras)
+    q = np.asarray(query_embedding, np.float32).reshape(-1)
+    if q.shape[0] != store.embedding_dim:
+        raise ValueError(f"query embedding has {q.shape[0]} dims, store {store.path} holds "
+                         f"{store.embedding_dim}: embed the query with the store's embedder")
+    if by not in ("max", "mean"):
+        raise ValueError(f"by must be 'max' or 'mean', got {by!r}")
+    if method not in ("auto", "exact", "ann"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'ann', got {method!r}")
+    q = l2_normalize(q)
+    if top <= 0:
+        return []
+    since, until = _epoch(since), _epoch(until)
+    index, why = open_index(store)
+    scorer = _Scorer(store, index, q)
+    unfiltered = cameras is None and since is None and until is None
+    lut = rows = ids = gids = None
+    if info is not None:
+        info.update(method="exact", index=why, rows_scored=0)
+    if not unfiltered:
+        ids, gids = store.track_keys(camera=cameras, since=since, until=until, min_samples=1)
+        if len(ids) == 0:
+            return []
+        lut = _lut(ids, index)
+    has_ann = index is not None and index.meta.ann_rows > 0 and by == "max" and method != "exact"
+    use_ann = has_ann
+    if has_ann and lut is not None:
+        rows = index.rows_of(lut)
+        use_ann = method == "ann" or (len(rows) > config.exact_max_rows
+                                      and len(rows) > config.exact_max_fraction * index.rows)
+    use_ann = use_ann and index.ann is not None
+    with _one_blas_thread():
+        if use_ann:
+            tr, sid, sc = scorer.ann(config.ann_candidates, config.nprobe, lut, rows)
+        else:
+            tr, sid, sc = scorer.exact(lut, rows)
+    if info is not None:
+        info["method"] = "ann" if use_ann else "exact"
+    if len(tr) == 0:
+        if info is not None:
+            info["rows_scored"] = scorer.rows_scored
+        return []
+    if by == "mean":
+        sc = store.track_embeddings(tr) @ q
+    g = gids[np.searchsorted(ids, tr)] if ids is not None else store.track_global_ids(tr)
+    if use_ann:  # every filtered track of the best identities, scored exactly, then ranked again
+        inv, ident, rank_of, listed = _rank(tr, sc, g, top + max(top, 10))
+        chosen = np.unique(inv[listed])
+        key = np.where(g >= 0, g, -tr)
+        gid_set = [int(k) for k in np.unique(key[np.isin(inv, chosen)]) if k >= 0]
+        own = tr[np.isin(inv, chosen) & (g < 0)]
+        t_ids, t_gids = store.track_keys(camera=cameras, since=since, until=until, min_samples=1,
+                                         global_ids=gid_set)
+        t_ids, t_gids = np.concatenate([t_ids, own]), np.concatenate([t_gids, np.full(len(own), -1, np.int64)])
+        order = np.argsort(t_ids)
+        t_ids, t_gids = t_ids[order], t_gids[order]
+        with _one_blas_thread():
+            tr, sid, sc = scorer.exact(_lut(t_ids, index))
+        g = t_gids[np.searchsorted(t_ids, tr)]
+    if info is not None:
+        info["rows_scored"] = scorer.rows_scored
+    inv, ident, rank_of, listed = _rank(tr, sc, g, top)
 
     records = {t.id: t for t in store.tracks(track_ids=tr[listed])}
     samples = store.samples_by_id(sid[listed], thumbnails=True)
     pos = {int(s): k for k, s in enumerate(samples.id)}
     out: list[Sighting] = []
     for i in listed:
-        rec, k = records[int(tr[i])], pos[int(sid[i])]
+        rec, k = records.get(int(tr[i])), pos.get(int(sid[i]))
+        if rec is None or k is None:  # deleted since it was indexed (retention, erasure)
+            continue
         out.append(Sighting(
             rank=int(rank_of[inv[i]]), score=float(sc[i]), identity_score=float(ident[inv[i]]),
             global_id=rec.global_id, camera_id=rec.camera_id, track_id=rec.id, local_id=rec.local_id,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -19,6 +18,8 @@ from pipeline.config import EmbedderConfig
 from reid_models.checkpoint import DEFAULT_CHECKPOINT, load_model, normalization
 from reid_models.common import file_sha256
 from reid_models.runtime import resolve_device
+
+from .embed_onnx import preprocess_crops
 
 
 class Embedder:
@@ -30,7 +31,8 @@ class Embedder:
     device: 'auto' | 'cpu' | 'cuda[:i]'. On CUDA the network runs in fp16.
     """
 
-    def __init__(self, config: EmbedderConfig = EmbedderConfig(), device: str | torch.device = "auto") -> None:
+    def __init__(self, config: EmbedderConfig = EmbedderConfig(), device: str | torch.device = "auto",
+                 dim: int | None = None) -> None:
         if not isinstance(config, EmbedderConfig):
             raise TypeError(f"Embedder takes an EmbedderConfig, got {type(config).__name__}")
         self.device = torch.device(resolve_device(device))
@@ -53,7 +55,8 @@ class Embedder:
         dtype = torch.float16 if self.half else torch.float32
         self._mean = torch.tensor(mean, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(std, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255
-        self.dim = int(self._forward(np.zeros((1, *self.input_size, 3), np.uint8)).shape[1])
+        # dim: known from a store's spec (skips a probe forward pass, ~0.1-0.5 s of a CLI query)
+        self.dim = int(dim) if dim else int(self._forward(np.zeros((1, *self.input_size, 3), np.uint8)).shape[1])
 
     @property
     def spec(self) -> dict:
@@ -64,7 +67,7 @@ class Embedder:
     @classmethod
     def from_spec(cls, spec: dict, device: str | torch.device = "auto") -> Embedder:
         """Rebuild the embedder a store was built with; refuses weights that changed since."""
-        emb = cls(EmbedderConfig(checkpoint=spec.get("checkpoint")), device=device)
+        emb = cls(EmbedderConfig(checkpoint=spec.get("checkpoint")), device=device, dim=spec.get("dim"))
         want = spec.get("embedder_id")
         if want is not None and emb.embedder_id != want:
             raise ValueError(f"the store was built with embedder {want} but {spec.get('checkpoint') or 'the default'} "
@@ -76,14 +79,7 @@ class Embedder:
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """BGR crops of any size -> (N, H, W, 3) uint8 RGB at the network's input size."""
-        h, w = self.input_size
-        out = np.empty((len(crops), h, w, 3), np.uint8)
-        for i, crop in enumerate(crops):
-            if crop is None or crop.ndim != 3 or crop.shape[0] < 1 or crop.shape[1] < 1:
-                shape = None if crop is None else crop.shape
-                raise ValueError(f"crop {i} is empty or not an (H, W, 3) image: shape {shape}")
-            out[i] = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1]
-        return out
+        return preprocess_crops(crops, self.input_size)
 
     def to_tensor(self, batch: np.ndarray) -> torch.Tensor:
         """(B, H, W, 3) uint8 RGB (see :meth:`preprocess`) -> (B, 3, H, W) network input on the device,

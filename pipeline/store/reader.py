@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -135,13 +135,27 @@ class StoreReader:
                 for r in rows]
 
     def track_keys(self, camera: str | Sequence[str] | None = None, since: float | None = None,
-                   until: float | None = None, min_samples: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids (N,) ascending, global ids (N,) with -1 where none) of the filtered tracks:
-        the light-weight form of :meth:`tracks` used by search."""
+                   until: float | None = None, min_samples: int = 0,
+                   global_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids (N,) ascending, global ids (N,) with -1 where none) of the filtered tracks (of
+        these identities, if ``global_ids`` is given): the light-weight form of :meth:`tracks` used by search."""
         where, args = self._filters(camera, since, until)
         if min_samples:
             where.append("n_samples>=?")
             args.append(int(min_samples))
+        if global_ids is not None:
+            gids = sorted({int(g) for g in global_ids})
+            if not gids:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            if len(gids) > 900:
+                parts = [self.track_keys(camera, since, until, min_samples, gids[lo:lo + 900])
+                         for lo in range(0, len(gids), 900)]
+                ids, g = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                order = np.argsort(ids)
+                return ids[order], g[order]
+            clause, vals = _in_clause("global_id", gids)
+            where.append(clause)
+            args += vals
         sql = "SELECT id, COALESCE(global_id, -1) FROM tracks" + (" WHERE " + " AND ".join(where) if where else "")
         with self._lock:
             rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
@@ -225,7 +239,9 @@ class StoreReader:
         """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written
         sample, cached in RAM and topped up with new rows on each call; rebuilt when rows were deleted
         (erasure, retention), so a long-lived reader never answers with erased vectors, or when rows
-        below the last cached id were committed late (several PostgreSQL writers commit out of id order)."""
+        below the last cached id were committed late (several PostgreSQL writers commit out of id order).
+        All of it in RAM: for small stores and tests; search reads :meth:`iter_samples` chunks and the
+        index instead."""
         with self._lock:
             if self._cache_emb is not None:
                 count = self._con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
@@ -245,6 +261,58 @@ class StoreReader:
                 self._cache_ids = np.concatenate([self._cache_ids, np.array([r[0] for r in rows], np.int64)])
                 self._cache_tracks = np.concatenate([self._cache_tracks, np.array([r[1] for r in rows], np.int64)])
             return self._cache_ids, self._cache_tracks, self._cache_emb
+
+    def iter_samples(self, after_id: int = 0, chunk: int = 20000,
+                     upto_id: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(sample_ids (n,), track_ids (n,), embeddings (n, D) float32) of the samples with id > ``after_id``
+        (and <= ``upto_id``), in id order, ``chunk`` rows at a time: bounded RAM at any store size (keyset
+        pagination, so a writer's new rows after the first chunk are picked up too)."""
+        last = int(after_id)
+        while True:
+            sql, args = "SELECT id, track_id, embedding FROM samples WHERE id>?", [last]
+            if upto_id is not None:
+                sql += " AND id<=?"
+                args.append(int(upto_id))
+            with self._lock:
+                rows = self._con.execute(sql + " ORDER BY id LIMIT ?", [*args, int(chunk)]).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], np.int64)
+            emb = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.embedding_dim)
+            yield ids, np.array([r[1] for r in rows], np.int64), emb
+            last = int(ids[-1])
+            if len(rows) < chunk:
+                return
+
+    def sample_extent(self, upto_id: int | None = None) -> tuple[int, int]:
+        """(number of samples, largest sample id or 0), of those with id <= ``upto_id`` if given."""
+        sql, args = "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM samples", []
+        if upto_id is not None:
+            sql, args = sql + " WHERE id<=?", [int(upto_id)]
+        with self._lock:
+            n, top = self._con.execute(sql, args).fetchone()
+        return int(n), int(top)
+
+    def fingerprint(self) -> str:
+        """What tells this store from another file at the same path: its first run's start time and the
+        store's embedder (a search index built for another store or embedder is stale)."""
+        with self._lock:
+            row = self._con.execute("SELECT id, started FROM runs ORDER BY id LIMIT 1").fetchone()
+        first = "none" if row is None else f"{row[0]}@{float(row[1]):.6f}"
+        return f"{first}/{self.embedder_id}/{self.embedding_dim}"
+
+    def track_global_ids(self, track_ids: Sequence[int]) -> np.ndarray:
+        """(N,) int64 global ids of the given tracks in order, -1 where a track has none (or is unknown)."""
+        out = np.full(len(track_ids), -1, np.int64)
+        pos = {int(t): i for i, t in enumerate(track_ids)}
+        with self._lock:
+            keys = list(pos)
+            for lo in range(0, len(keys), 900):
+                clause, vals = _in_clause("id", keys[lo:lo + 900])
+                for tid, gid in self._con.execute(f"SELECT id, global_id FROM tracks WHERE {clause}", vals):
+                    if gid is not None:
+                        out[pos[tid]] = gid
+        return out
 
     def cameras(self) -> list[tuple[str, str, dict]]:
         """(camera_id, source, meta) of every camera, sorted by id."""

@@ -14,9 +14,10 @@ naming the run and pid that write it. A PostgreSQL store takes many writers at o
 each holds its cameras (:class:`~pipeline.store.postgres.WriterClaims`), so a second writer of a
 camera is refused the same way. Readers (query, export) may open a store while runs are writing.
 
-Embeddings are float32 L2-normalised vectors stored as BLOBs; search keeps them in a numpy
-matrix in RAM and filters rows in SQL (see ../shared/MEASURED.md: exact search over
-SQL-filtered rows beats ANN indexes under selective camera/time filters).
+Embeddings are float32 L2-normalised vectors stored as BLOBs; search reads them from the index beside
+the store (:mod:`pipeline.search.index`, a memory-mapped copy plus an ANN index, rebuilt from here at
+any time) and filters tracks in SQL (see ../shared/MEASURED.md: exact search over SQL-filtered rows
+beats ANN indexes under selective camera/time filters).
 Times are seconds since the Unix epoch (UTC); frames are 0-based source frame indices; boxes
 are pixels of the full source frame (a camera's roi offset ``Frame.origin`` is added on write).
 
