@@ -170,7 +170,10 @@ class SearchIndex:
 
     @classmethod
     def open(cls, store: StoreReader) -> tuple[SearchIndex | None, str]:
-        """(the store's index, "") when one is there and current, else (None, why not)."""
+        """(the store's index, "") when one is there and current, else (None, why not; "" for a
+        PostgreSQL store, which has no index: searched exactly by design)."""
+        if is_url(str(store.path)):
+            return None, ""
         folder = index_dir(store.path)
         meta = _read_meta(folder)
         if meta is None:
