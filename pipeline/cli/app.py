@@ -10,6 +10,7 @@
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
+    python -m pipeline serve --db PATH [--host 127.0.0.1] [--port 8000] [--tls-cert PEM --tls-key PEM]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
 another run is writing, a camera that delivers no frame) prints one line ``error: ...`` on stderr
@@ -27,7 +28,8 @@ from collections.abc import Sequence
 from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
 from reid_models.common import parse_time
 
-from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run
+from .commands import (CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run,
+                       cmd_serve)
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "main", "time_argument"]
 
@@ -147,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=_positive_int, default=256, metavar="N", help="samples per committed batch")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_reembed)
+
+    w = sub.add_parser("serve", help="the operator web app: search, identities, cameras, users (log in required)")
+    w.add_argument("--db", required=True, help="store written by `run` (read while a run writes it)")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=_positive_int, default=8000)
+    w.add_argument("--tls-cert", metavar="PEM", help="certificate file: serve HTTPS (with --tls-key)")
+    w.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
+    w.add_argument("--device", default="auto", help="device of the query embedder")
+    w.set_defaults(func=cmd_serve)
     return p
 
 

@@ -160,3 +160,13 @@ def cmd_reembed(args: argparse.Namespace) -> int:
                            batch=args.batch, progress=not args.quiet)
     print(result.format())
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.store import require_store
+
+    require_store(args.db)  # "no store at ..." before the web stack is imported
+    from pipeline.web.serve import serve
+
+    serve(args.db, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, device=args.device)
+    return 0

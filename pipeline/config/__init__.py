@@ -11,8 +11,9 @@ from .schema import (
     StoreConfig,
     TrackerConfig,
     TransitRule,
+    WebConfig,
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "StoreConfig", "TrackerConfig", "TransitRule", "config_from_dict",
-           "config_to_dict", "load_config"]
+           "FieldError", "PipelineConfig", "StoreConfig", "TrackerConfig", "TransitRule", "WebConfig",
+           "config_from_dict", "config_to_dict", "load_config"]
