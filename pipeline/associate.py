@@ -32,6 +32,8 @@ Algorithm of :meth:`CrossCameraAssociator.link` (run every few seconds of stream
 5. The tracks still unmatched are clustered among themselves: agglomerative, best pair of clusters
    first, by the same rule between clusters (mean of all cross similarities >= threshold, each one
    >= threshold - margin, merged timeline obeys step 3).
+   A track/identity pair an operator rejected (``link_rejections``) is never matched. Linked tracks
+   are never touched, so manual merges, splits and confirmations persist across runs.
 6. Each cluster gets a fresh identity (ids come from SQLite AUTOINCREMENT, so they are unique
    across every run of the store). Every assignment is recorded in the store's ``links`` table
    with its score and method: ``match`` (average similarity to the identity's tracks), ``cluster``
@@ -133,9 +135,12 @@ class CrossCameraAssociator:
         """
         thr = self.threshold
         reader = store.reader
+        store.begin()  # read and link in one batch: a correction by another connection waits or lands before
+        rejected = reader.rejected_links()
         pending = reader.tracks(ended=True, linked=False, min_samples=self.min_track_samples)
         self.last_stats = {"matched": 0, "clustered": 0, "new": 0}
         if not pending:
+            store.commit()
             return 0
         linked = reader.tracks(linked=True)
         n = len(pending)
@@ -158,6 +163,8 @@ class CrossCameraAssociator:
                     score[r, c] = self._score(sim[i, groups[g].members])
             cost = np.full(score.shape, limit + 1.0)
             for r, c in zip(*np.nonzero(score >= thr)):
+                if (pending[remaining[r]].id, gids[c]) in rejected:
+                    continue  # an operator rejected this pair (pipeline.access.corrections)
                 if self.compatible([spans[remaining[r]]], groups[gids[c]].spans):
                     cost[r, c] = 1.0 - score[r, c]
             _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=limit)

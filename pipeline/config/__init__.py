@@ -8,6 +8,7 @@ from .schema import (
     DetectorConfig,
     EmbedderConfig,
     PipelineConfig,
+    RetentionConfig,
     StoreConfig,
     TrackerConfig,
     TransitRule,
@@ -15,5 +16,6 @@ from .schema import (
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
-           "FieldError", "PipelineConfig", "StoreConfig", "TrackerConfig", "TransitRule", "WebConfig",
+           "FieldError", "PipelineConfig", "RetentionConfig", "StoreConfig", "TrackerConfig", "TransitRule",
+           "WebConfig",
            "config_from_dict", "config_to_dict", "load_config"]

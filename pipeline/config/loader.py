@@ -22,7 +22,7 @@ from .checks import ConfigError, FieldError, show
 
 __all__ = ["config_from_dict", "config_to_dict", "did_you_mean", "load_config"]
 
-SECTIONS = ("cameras", "detector", "tracker", "embedder", "association", "store")
+SECTIONS = ("cameras", "detector", "tracker", "embedder", "association", "store", "retention")
 
 
 def did_you_mean(key: Any, allowed) -> str:
@@ -176,6 +176,8 @@ def config_from_dict(data: Any, base_dir: str | Path = ".", name: str = "config"
         embedder=_embedder(ctx, top.get("embedder")),
         association=_association(ctx, top.get("association")),
         store=_store(ctx, top.get("store")),
+        retention=ctx.build("retention", schema.RetentionConfig,
+                            ctx.mapping("retention", top.get("retention"), _fields(schema.RetentionConfig))),
     ))
 
 

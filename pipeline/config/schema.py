@@ -13,8 +13,8 @@ from pathlib import Path
 from . import checks as c
 from .detections import DetectionFileError, read_detection_file
 
-__all__ = ["AssociationConfig", "CameraConfig", "DetectorConfig", "EmbedderConfig", "PipelineConfig", "StoreConfig",
-           "TrackerConfig", "TransitRule"]
+__all__ = ["AssociationConfig", "CameraConfig", "DetectorConfig", "EmbedderConfig", "PipelineConfig", "RetentionConfig",
+           "StoreConfig", "TrackerConfig", "TransitRule"]
 
 def _set(obj, name: str, value) -> None:
     object.__setattr__(obj, name, value)
@@ -267,6 +267,32 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long the store keeps person data, in days (None = forever; > 0), applied by ``run`` every
+    ``every_minutes`` and by ``pipeline purge``. boxes_days: tracked boxes. samples_days: samples with
+    their embeddings (and thumbnails). thumbnails_days: sample thumbnails only (the vectors stay).
+    audit_days: audit rows (the chain stays verifiable from an anchor). A track left with no box and no
+    sample is deleted, and an identity left with no track."""
+
+    boxes_days: float | None = None
+    samples_days: float | None = None
+    thumbnails_days: float | None = None
+    audit_days: float | None = None
+    every_minutes: float = 60.0
+
+    def __post_init__(self) -> None:
+        o = "RetentionConfig"
+        for key in ("boxes_days", "samples_days", "thumbnails_days", "audit_days"):
+            _set(self, key, c.number(o, key, getattr(self, key), lo=0, lo_open=True, optional=True))
+        _set(self, "every_minutes", c.number(o, "every_minutes", self.every_minutes, lo=0, lo_open=True))
+
+    @property
+    def active(self) -> bool:
+        """True if any kind has a limit."""
+        return any(v is not None for v in (self.boxes_days, self.samples_days, self.thumbnails_days, self.audit_days))
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """The operator web app (``python -m pipeline serve``); not part of a cams.yaml.
 
@@ -308,6 +334,7 @@ class PipelineConfig:
     embedder: EmbedderConfig = EmbedderConfig()
     association: AssociationConfig = AssociationConfig()
     store: StoreConfig = StoreConfig()
+    retention: RetentionConfig = RetentionConfig()
     source_path: str | None = None      # the YAML file it was loaded from
 
     def __post_init__(self) -> None:
@@ -328,6 +355,7 @@ class PipelineConfig:
                     c.fail(o, f"association.transit[{i}].cameras",
                            f"unknown camera '{cam_id}'; known cameras: {', '.join(seen)}")
         for name, cls in (("detector", DetectorConfig), ("tracker", TrackerConfig), ("embedder", EmbedderConfig),
-                          ("association", AssociationConfig), ("store", StoreConfig)):
+                          ("association", AssociationConfig), ("store", StoreConfig),
+                          ("retention", RetentionConfig)):
             if not isinstance(getattr(self, name), cls):
                 c.fail(o, name, f"expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")

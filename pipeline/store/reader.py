@@ -282,6 +282,25 @@ class StoreReader:
         with self._lock:
             return self._con.execute("SELECT track_id, global_id, score, method FROM links ORDER BY id").fetchall()
 
+    def rejected_links(self) -> set[tuple[int, int]]:
+        """(track_id, global_id) pairs an operator rejected (``link_rejections``): never linked automatically."""
+        with self._lock:
+            return {(int(t), int(g)) for t, g in
+                    self._con.execute("SELECT track_id, global_id FROM link_rejections").fetchall()}
+
+    def link_history(self, track_ids: Sequence[int]) -> dict[int, list[tuple]]:
+        """track id -> its links in order, each (global_id, score, method, actor or None = automatic, created)."""
+        out: dict[int, list] = {int(t): [] for t in track_ids}
+        with self._lock:
+            ids = list(out)
+            for lo in range(0, len(ids), 900):
+                clause, vals = _in_clause("track_id", ids[lo:lo + 900])
+                for tid, gid, score, method, actor, created in self._con.execute(
+                        f"SELECT track_id, global_id, score, method, actor, created FROM links WHERE {clause} "
+                        "ORDER BY id", vals):
+                    out[int(tid)].append((int(gid), score, method, actor, float(created)))
+        return out
+
     def global_ids(self, run_id: int) -> dict[tuple[str, int], int]:
         """(camera_id, local track id) -> global id of the run's tracks that have one."""
         with self._lock:

@@ -2,8 +2,9 @@
 
 New vectors are staged in ``pending_embeddings`` in committed batches while the store keeps answering
 with its old embedder; :func:`finish` swaps them all in, in one transaction: every sample's vector and
-``embedder_id``, each track's mean embedding, the store's embedder (meta), and clears the global
-identities (they were made with the old vectors; association runs again). A kill before ``finish``
+``embedder_id``, each track's mean embedding, the store's embedder (meta), and clears the automatic global
+identities (they were made with the old vectors; association runs again); manual links
+(corrections) stay. A kill before ``finish``
 loses at most the batch being embedded; a restart skips the samples already staged.
 """
 from __future__ import annotations
@@ -103,10 +104,17 @@ def finish(store: TrackStore, pk: int, name: str, dim: int, spec: dict) -> dict[
         con.execute("UPDATE tracks SET embedding=NULL WHERE id NOT IN (SELECT DISTINCT track_id FROM samples)")
         con.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                         [("embedder_id", name), ("embedding_dim", str(int(dim))), ("embedder_spec", json.dumps(spec))])
-        cleared = con.execute("SELECT COUNT(*) FROM tracks WHERE global_id IS NOT NULL").fetchone()[0]
-        con.execute("UPDATE tracks SET global_id=NULL")
-        con.execute("DELETE FROM links")
-        con.execute("DELETE FROM identities")
+        # automatic identities were made with the old vectors: cleared; manual ones (an operator's merge,
+        # split or confirmation: the track's last link is 'manual') are kept, as are rejections
+        manual = ("SELECT l.track_id FROM links l WHERE l.method='manual' AND "
+                  "l.id=(SELECT MAX(m.id) FROM links m WHERE m.track_id=l.track_id)")
+        cleared = con.execute(f"SELECT COUNT(*) FROM tracks WHERE global_id IS NOT NULL AND id NOT IN ({manual})"
+                              ).fetchone()[0]
+        con.execute(f"UPDATE tracks SET global_id=NULL WHERE global_id IS NOT NULL AND id NOT IN ({manual})")
+        con.execute("DELETE FROM links WHERE track_id NOT IN (SELECT id FROM tracks WHERE global_id IS NOT NULL)")
+        con.execute("DELETE FROM identities WHERE id NOT IN (SELECT global_id FROM tracks WHERE global_id IS NOT NULL) "
+                    "AND id NOT IN (SELECT global_id FROM links)")
+        con.execute("UPDATE identities SET n_tracks=(SELECT COUNT(*) FROM tracks t WHERE t.global_id=identities.id)")
         con.execute("DELETE FROM pending_embeddings")
         con.execute("DELETE FROM meta WHERE key='reembed_target'")
         counts = dict(con.execute("SELECT embedded_from, COUNT(*) FROM samples GROUP BY embedded_from").fetchall())

@@ -81,7 +81,24 @@ ALTER TABLE boxes ADD COLUMN interpolated INTEGER NOT NULL DEFAULT 0;
 """
 """v3: ``boxes.interpolated`` = 1 for a box the tracker filled in for a frame a track missed (0 = detected)."""
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS, _V3_INTERPOLATED)
+_V4_GOVERNANCE = """
+CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, cameras TEXT, password TEXT NOT NULL,
+                    created REAL NOT NULL);
+CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, actor TEXT NOT NULL,
+                        action TEXT NOT NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL,
+                        row_hash TEXT NOT NULL);
+CREATE INDEX audit_log_time ON audit_log(time);
+ALTER TABLE links ADD COLUMN actor TEXT;
+CREATE TABLE link_rejections (track_id INTEGER NOT NULL REFERENCES tracks(id), global_id INTEGER NOT NULL,
+                              actor TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (track_id, global_id));
+CREATE INDEX samples_time ON samples(time);
+"""
+"""v4 (data protection, issue 11): ``users`` (role, camera scope as a JSON list or NULL = all, scrypt
+password record), ``audit_log`` (append-only, hash-chained; ``meta.audit_anchor`` holds the hash of
+the last row purged by retention), ``links.actor`` (who made a ``manual`` link; NULL = automatic) and
+``link_rejections`` (track/identity pairs an operator rejected: association never links them again)."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS, _V3_INTERPOLATED, _V4_GOVERNANCE)
 """SQL scripts; ``MIGRATIONS[k]`` migrates version k to k + 1 (version 0 = an empty database)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -160,6 +177,34 @@ def migrate(con: sqlite3.Connection, version: int, meta: dict[str, str] | None =
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def connect_side(path: Path) -> sqlite3.Connection:
+    """A writable connection for short transactions beside a running writer (users, audit, corrections,
+    erasure; see :mod:`.governance`): busy timeout 10 s, foreign keys on; migrates an older store."""
+    con = connect(path, readonly=False)
+    try:
+        version = schema_version(con, path)
+        check_version(version, path, can_migrate=True)
+        if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            migrate(con, version)
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros, not left in free pages
+    except sqlite3.DatabaseError as e:
+        con.close()
+        raise database_error(path, e) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def compact(con: sqlite3.Connection) -> bool:
+    """VACUUM, then checkpoint and truncate the WAL, so deleted rows leave the file bytes; True if the
+    WAL could be emptied (a reader holding an old snapshot keeps it until it closes)."""
+    con.execute("VACUUM")
+    busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
 
 
 def embedder_row(con: sqlite3.Connection, name: str, dim: int, spec: str) -> int:

@@ -170,6 +170,11 @@ class TrackStore:
         self.embedding_dim = embedding_dim
         self.embedder_pk = schema.embedder_row(con, embedder_id, embedding_dim, meta.get("embedder_spec", "{}"))
 
+    @property
+    def writer_lock(self) -> WriterLock:
+        """The store's held writer lock (maintenance that needs the store to itself runs under it)."""
+        return self._writer_lock
+
     def __enter__(self) -> TrackStore:
         return self
 
@@ -181,8 +186,18 @@ class TrackStore:
         if self._closed:
             raise StoreError(f"store {self.path} is closed")
         if not self._con.in_transaction:
-            self._con.execute("BEGIN")
+            # IMMEDIATE: the batch holds SQLite's write lock from its first statement, so a short
+            # transaction of another connection (audit rows, users, corrections) either lands before
+            # the batch or waits for its commit; a deferred batch that read first could fail to write.
+            self._con.execute("BEGIN IMMEDIATE")
         return self._con
+
+    def begin(self) -> None:
+        """Open the batch now (taking the write lock): what is read next stays true until :meth:`commit`.
+        Association calls it before reading the identities it extends, so an operator's correction
+        committed by another connection is never overwritten by decisions made on older rows."""
+        with self._lock:
+            self._write()
 
     @contextmanager
     def _batch(self) -> Iterator[sqlite3.Connection]:

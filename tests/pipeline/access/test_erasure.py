@@ -1,0 +1,119 @@
+"""forget and purge: the data is gone from queries, exports, raw SQL, the index sidecar and the file bytes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.access import audit, erasure, users
+from pipeline.access.users import AccessDenied
+from pipeline.config import RetentionConfig
+from pipeline.export import export_store
+from pipeline.search import search_tracks
+from pipeline.store import StoreBusyError, StoreReader, WriterLock
+from tests.pipeline.store.test_store import T0, sql
+
+
+def biometric_bytes(path, track_ids):
+    """The thumbnails (JPEG bytes) and embeddings (float32 bytes) of the tracks' samples, and their mean vectors."""
+    with StoreReader(path) as r:
+        s = r.samples_of(track_ids, thumbnails=True)
+        means = r.track_embeddings(track_ids)
+    blobs = [t for t in s.thumbnails if t] + [e.tobytes() for e in s.embedding] + [m.tobytes() for m in means]
+    assert len(s) and all(len(b) >= 64 for b in blobs)
+    return blobs, s.embedding
+
+
+def file_bytes(path):
+    data = path.read_bytes()
+    wal = path.with_name(path.name + "-wal")
+    return data + (wal.read_bytes() if wal.exists() else b"")
+
+
+def assert_gone(path, track_ids, blobs, vectors, tmp_path):
+    with StoreReader(path) as r:
+        assert r.tracks(track_ids=track_ids) == []
+        assert len(r.samples_of(track_ids)) == 0 and len(r.boxes(track_ids)) == 0
+        for v in vectors:  # a query with the erased person's own vectors finds none of its tracks
+            assert not {s.track_id for s in search_tracks(r, v, top=50)} & set(track_ids)
+        export_store(r, "mot", tmp_path / "mot")
+        rows = (tmp_path / "mot" / "mot_ids.csv").read_text().splitlines()
+        assert rows[0].split(",")[2] == "track_pk"
+        assert not {int(line.split(",")[2]) for line in rows[1:]} & set(track_ids)
+    for table in ("boxes", "samples", "links", "link_rejections"):
+        assert sql(path, f"SELECT COUNT(*) FROM {table} WHERE track_id IN ({','.join(map(str, track_ids))})") == [(0,)]
+    raw = file_bytes(path)
+    for b in blobs:
+        assert b not in raw
+
+
+def test_forget_erases_every_trace(store_path, tmp_path):
+    with StoreReader(store_path) as r:
+        gid = r.tracks(track_ids=[1])[0].global_id
+        tracks = [t.id for t in r.tracks(global_ids=[gid])]
+    assert tracks == [1, 3]
+    blobs, vectors = biometric_bytes(store_path, tracks)
+    assert all(b in file_bytes(store_path) for b in blobs)  # the check below can fail
+    sidecar = store_path.with_name(store_path.name + ".index")
+    sidecar.write_bytes(b"".join(blobs[-2:]))
+    users.add_user(store_path, "ada", "admin", "long enough")
+    report = erasure.forget_identity(store_path, gid, "ada")
+    assert report.counts["tracks"] == 2 and report.counts["samples"] == 6 and report.counts["boxes"] == 6
+    assert report.compacted and not sidecar.exists() and report.index_removed == (str(sidecar),)
+    assert_gone(store_path, tracks, blobs, vectors, tmp_path)
+    assert sql(store_path, f"SELECT COUNT(*) FROM identities WHERE id={gid}") == [(0,)]
+    row = audit.read(store_path, action="forget")[0]
+    assert row.actor == "ada" and row.details == {"identity": gid, "counts": report.counts}
+    assert audit.verify(store_path).ok
+
+
+def test_viewer_and_operator_cannot_forget_or_purge(store_path):
+    users.add_user(store_path, "vic", "viewer", "long enough")
+    users.add_user(store_path, "olga", "operator", "long enough")
+    for actor in ("vic", "olga"):
+        with pytest.raises(AccessDenied, match="may not admin"):
+            erasure.forget_identity(store_path, 1, actor)
+        with pytest.raises(AccessDenied, match="may not admin"):
+            erasure.purge(store_path, RetentionConfig(samples_days=1), actor)
+    assert sql(store_path, "SELECT COUNT(*) FROM tracks") == [(5,)]
+
+
+def test_forget_and_purge_refuse_while_a_run_writes(store_path):
+    lock = WriterLock.acquire(store_path)
+    try:
+        with pytest.raises(StoreBusyError, match="forget identity 1 needs the store to itself"):
+            erasure.forget_identity(store_path, 1, "os:tester")
+        with pytest.raises(StoreBusyError, match="purge needs the store to itself"):
+            erasure.purge(store_path, RetentionConfig(samples_days=1), "os:tester")
+        # the writer itself may (the run's periodic retention)
+        report = erasure.purge(store_path, RetentionConfig(audit_days=1), "os:tester", writer_lock=lock)
+        assert report.counts == {"boxes": 0, "samples": 0, "thumbnails": 0, "tracks": 0, "identities": 0, "audit": 0}
+    finally:
+        lock.release()
+
+
+def test_purge_by_retention(store_path, tmp_path):
+    old = [1, 2, 3, 4]  # tracks seen at T0+0..40; track 5 at T0+100..110 stays
+    blobs, vectors = biometric_bytes(store_path, old)
+    keep_blobs, _ = biometric_bytes(store_path, [5])
+    days = 2.0
+    now = T0 + 50 + days * 86400
+    retention = RetentionConfig(boxes_days=days, samples_days=days)
+    dry = erasure.purge(store_path, retention, "os:tester", dry_run=True, now=now)
+    assert dry.dry_run and dry.counts["samples"] == 12 and dry.counts["boxes"] == 12
+    assert sql(store_path, "SELECT COUNT(*) FROM samples") == [(15,)]  # a dry run deletes nothing
+    report = erasure.purge(store_path, retention, "os:tester", now=now)
+    assert report.counts == {"boxes": 12, "samples": 12, "thumbnails": 0, "tracks": 4, "identities": 2}
+    assert_gone(store_path, old, blobs, vectors, tmp_path)
+    raw = file_bytes(store_path)
+    assert all(b in raw for b in keep_blobs)
+    assert sql(store_path, "SELECT id, n_boxes, n_samples FROM tracks") == [(5, 3, 3)]
+    assert audit.read(store_path, action="purge")[0].details["counts"] == report.counts
+
+
+def test_thumbnail_retention_keeps_vectors(store_path):
+    now = T0 + 200 + 86400
+    report = erasure.purge(store_path, RetentionConfig(thumbnails_days=1), "os:tester", now=now)
+    assert report.counts["thumbnails"] == 15 and report.counts["samples"] == 0
+    assert sql(store_path, "SELECT COUNT(*), COUNT(thumbnail) FROM samples") == [(15, 0)]
+    with StoreReader(store_path) as r:
+        assert np.abs(r.track_embeddings([1, 5])).sum() > 0
