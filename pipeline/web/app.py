@@ -25,8 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.access import audit, corrections, erasure, evidence, users
-from pipeline.config import WebConfig
+from pipeline.access import audit, corrections, erasure, users
+from pipeline.config import RetentionConfig, WebConfig
 from pipeline.store import StoreReader, StoreError
 from reid_models.common import UserError, iso_time, one_line, parse_time
 
@@ -79,6 +79,12 @@ class WebApp:
         self._tmp = tempfile.TemporaryDirectory(prefix="camreid-web-") if cache_dir is None else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(self._tmp.name)
         self.segments = SegmentCache(self.cache_dir / "segments", cfg.segment_max_frames)
+
+    def reopen(self) -> None:
+        """A fresh reader after erasure: the old one's RAM cache held the erased embeddings."""
+        old, self.reader = self.reader, StoreReader(self.db)
+        self.embedder.reader = self.reader
+        old.close()
 
     # ------------------------------------------------------------------ who is asking
     def caller(self, request: Request) -> Caller:
@@ -431,6 +437,8 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
             raise Refused(403, "an evidence export holds every camera of an identity: ask an unscoped operator")
         saved = who.session.searches.get(str(form.get("search", "")))
         with tempfile.TemporaryDirectory(prefix="camreid-evidence-") as tmp:
+            from pipeline.access import evidence
+
             try:
                 out = await run_in_threadpool(
                     evidence.export_evidence, web.db, global_id, Path(tmp) / f"identity_{global_id}", who.name,
@@ -559,19 +567,32 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
             report = await run_in_threadpool(erasure.forget_identity, web.db, gid, who.name)
         except (UserError, StoreError) as e:
             raise Refused(400, one_line(e)) from None
-        return render(request, "erasure.html", who, message=f"identity {gid} forgotten", report=report)
+        web.reopen()
+        return render(request, "erasure.html", who, message=f"identity {gid} forgotten", report=report.format())
 
     @app.post("/admin/purge")
     async def purge(request: Request):
         who = web.require(request, "admin")
         form = await web.form(request, who)
-        retention = str(form.get("retention", "")).strip()
+        days = {}
+        for key in ("boxes_days", "samples_days", "thumbnails_days", "audit_days"):
+            text = str(form.get(key, "")).strip()
+            if text:
+                try:
+                    days[key] = float(text)
+                except ValueError:
+                    raise Refused(400, f"{key}: expected a number of days, got {text!r}") from None
+        if not days:
+            raise Refused(400, "purge: give at least one retention period in days")
         dry_run = form.get("dry_run") is not None
         try:
+            retention = RetentionConfig(**days)
             report = await run_in_threadpool(erasure.purge, web.db, retention, who.name, dry_run)
         except (UserError, StoreError, ValueError) as e:
             raise Refused(400, one_line(e)) from None
-        return render(request, "erasure.html", who, report=report,
-                     message=f"purge older than {retention}" + (" (dry run: nothing deleted)" if dry_run else ""))
+        if not dry_run:
+            web.reopen()
+        return render(request, "erasure.html", who, report=report.format(),
+                      message="purge dry run: nothing deleted" if dry_run else "purged")
 
     return app
