@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
 from reid_models.common import parse_time
 
-from .commands import (CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run,
-                       cmd_serve)
+from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run, cmd_serve
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "main", "time_argument"]
 

@@ -27,14 +27,22 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.access import audit, corrections, erasure, users
 from pipeline.config import RetentionConfig, WebConfig
-from pipeline.store import StoreReader, StoreError
+from pipeline.store import StoreError, StoreReader
 from reid_models.common import UserError, iso_time, one_line, parse_time
 
 from . import data
 from .media import MediaUnavailable, SegmentCache, segment_frame, snapshot
-from .search import QueryEmbedder, SavedSearch, UploadError, decode_query, result_page
-from .sessions import (CSRF_FIELD, CSRF_HEADER, LOGIN_COOKIE, SESSION_COOKIE, LoginLimiter, Session, SessionStore,
-                       same_token)
+from .search import QueryEmbedder, SavedSearch, decode_query, result_page
+from .sessions import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    LoginLimiter,
+    Session,
+    SessionStore,
+    same_token,
+)
 
 PACKAGE = Path(__file__).resolve().parent
 API_PREFIXES = ("/api/", "/media/")
@@ -174,7 +182,8 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused):
-        if request.url.path.startswith(API_PREFIXES) or request.headers.get("accept", "").startswith("application/json"):
+        wants_json = request.headers.get("accept", "").startswith("application/json")
+        if request.url.path.startswith(API_PREFIXES) or wants_json:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         who = None
         try:
@@ -433,7 +442,7 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
         who = web.require(request, "export")
         form = await web.form(request, who)
         visible_identity(who, global_id)
-        if not who.user.cameras is None:
+        if who.user.cameras is not None:
             raise Refused(403, "an evidence export holds every camera of an identity: ask an unscoped operator")
         saved = who.session.searches.get(str(form.get("search", "")))
         with tempfile.TemporaryDirectory(prefix="camreid-evidence-") as tmp:
