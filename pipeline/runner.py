@@ -7,7 +7,9 @@ Each loop step takes the frames the cameras have ready (at most one per camera),
 persons in all of them in one batch, updates each camera's own tracker, embeds the few
 sampled boxes of all cameras in one batch, and records boxes, samples and finished tracks in
 the store, which commits every ``store.commit_interval`` seconds. Every ``associate_every``
-seconds of stream time (and at the end) ended tracks are linked into global identities.
+seconds of stream time (and at the end) ended tracks are linked into global identities. With a
+``retention:`` section, the store is purged at the start and every ``retention.every_minutes`` of
+wall time, between two commits, under this run's writer lock (:mod:`pipeline.access.erasure`).
 
 Before any model is loaded and before the run is written to the store, the run takes the store's
 writer lock (a second run on the same store is refused, naming the run and pid that hold it) and
@@ -28,6 +30,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.access.erasure import PurgeReport, RetentionTimer
 from pipeline.annotate import AnnotatedVideoWriter
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import PipelineConfig, config_to_dict, load_config
@@ -133,6 +136,8 @@ class Runner:
         self.store: TrackStore | None = None
         self.writer: AnnotatedVideoWriter | None = None
         self.trackers: dict[str, ByteTracker] = {}
+        self._retention = RetentionTimer(config.retention)
+        self.last_purge: PurgeReport | None = None  # what the last periodic retention did
 
     def _preflight(self) -> tuple[WriterLock, MultiCameraReader]:
         """The checks that need no model, before anything is written: the store's writer lock (and that
@@ -240,6 +245,25 @@ class Runner:
         self.associator.link(self.store)
 
     # ------------------------------------------------------------------ loop
+    def _apply_retention(self, bar=None) -> None:
+        """Apply ``retention:`` when due (at start, then every ``every_minutes``), inside this run's writer
+        lock, between two commits (see pipeline.access.erasure)."""
+        if not self._retention.due():
+            return
+        from pipeline.access.audit import cli_actor
+        from pipeline.access.erasure import purge
+        from pipeline.store import StoreError
+
+        self.store.commit()
+        try:
+            report = purge(self.db_path, self.cfg.retention, cli_actor(), writer_lock=self.store.writer_lock)
+        except StoreError as e:
+            print(f"warning: retention not applied: {e}", file=sys.stderr)
+            return
+        self.last_purge = report
+        if any(report.counts.values()):
+            (bar.write if bar is not None else print)(f"retention: {report.format()}", file=sys.stderr)
+
     def _loop(self, reader: MultiCameraReader, bar) -> None:
         timer, store = self.timer, self.store
         counts: dict[str, int] = defaultdict(int)
@@ -247,6 +271,7 @@ class Runner:
         last_assoc = -math.inf
         t0 = time.perf_counter()
         while not reader.finished:
+            self._apply_retention(bar)
             batch = reader.next_batch(timeout=0.5)
             if self.max_frames is not None:
                 batch = [f for f in batch if counts[f.camera_id] < self.max_frames]

@@ -101,6 +101,14 @@ def record(db: str | Path, actor: str, action: str, details: dict) -> int:
         return append(g, actor, action, details)
 
 
+def search_details(photo: bytes, filters: dict, sightings) -> dict:
+    """The details of a ``search`` row, the same from the CLI and the web UI: the photo's sha256 (never
+    the photo), the filters, the number of results and the identities they show (``sightings``:
+    objects with ``global_id``, as ``pipeline.search`` returns)."""
+    return {"photo_sha256": hashlib.sha256(photo).hexdigest(), "filters": filters, "results": len(sightings),
+            "identities": sorted({int(s.global_id) for s in sightings if s.global_id is not None})}
+
+
 def _entry(r: AuditRow) -> AuditEntry:
     return AuditEntry(r.id, r.time, r.actor, r.action, json.loads(r.details), r.row_hash)
 

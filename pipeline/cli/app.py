@@ -10,6 +10,13 @@
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
+    python -m pipeline users add NAME --db PATH --role admin|operator|viewer [--cameras ID ...]
+    python -m pipeline users remove NAME --db PATH | users list --db PATH
+    python -m pipeline audit --db PATH [--verify] [--since T] [--user NAME] [--action A]
+    python -m pipeline purge --db PATH [--dry-run] [--cameras CAMS_YAML]
+    python -m pipeline forget --db PATH --identity G
+    python -m pipeline export --db PATH --format evidence --identity G --out DIR [--query-image IMG]
+    python -m pipeline verify DIR [--key KEYFILE]
     python -m pipeline serve --db PATH [--host 127.0.0.1] [--port 8000] [--tls-cert PEM --tls-key PEM]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
@@ -28,7 +35,22 @@ from collections.abc import Sequence
 from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
 from reid_models.common import parse_time
 
-from .commands import CliError, cmd_adapt, cmd_bench, cmd_eval, cmd_export, cmd_query, cmd_reembed, cmd_run, cmd_serve
+from .commands import (
+    CliError,
+    cmd_adapt,
+    cmd_audit,
+    cmd_bench,
+    cmd_eval,
+    cmd_export,
+    cmd_forget,
+    cmd_purge,
+    cmd_query,
+    cmd_reembed,
+    cmd_run,
+    cmd_serve,
+    cmd_users,
+    cmd_verify,
+)
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "main", "time_argument"]
 
@@ -96,10 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.set_defaults(func=cmd_query)
 
-    e = sub.add_parser("export", help="write the store as MOTChallenge, AI City MTMC or Market-1501 data")
+    e = sub.add_parser("export", help="write the store as MOTChallenge, AI City MTMC or Market-1501 data, "
+                                      "or one identity's signed evidence folder")
     e.add_argument("--db", required=True)
-    e.add_argument("--format", required=True, choices=("mot", "mtmc", "reid"))
+    e.add_argument("--format", required=True, choices=("mot", "mtmc", "reid", "evidence"))
     e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("--identity", type=_positive_int, metavar="G", help="evidence: the global identity")
+    e.add_argument("--query-image", metavar="IMG", help="evidence: the search photo to include")
     e.add_argument("--run", type=_positive_int, metavar="ID", help="only this run of the store")
     e.add_argument("--camera", nargs="+", action="extend", metavar="ID", help="only these cameras")
     e.set_defaults(func=cmd_export)
@@ -148,6 +173,44 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=_positive_int, default=256, metavar="N", help="samples per committed batch")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_reembed)
+
+    u = sub.add_parser("users", help="add, remove or list the users of a store (web logins and roles)")
+    usub = u.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    ua = usub.add_parser("add", help="add a user; the password is read from stdin (or prompted on a terminal)")
+    ua.add_argument("name")
+    ua.add_argument("--db", required=True)
+    ua.add_argument("--role", required=True, choices=("admin", "operator", "viewer"))
+    ua.add_argument("--cameras", nargs="+", action="extend", metavar="ID", help="only these cameras (default all)")
+    ur = usub.add_parser("remove", help="remove a user")
+    ur.add_argument("name")
+    ur.add_argument("--db", required=True)
+    ul = usub.add_parser("list", help="list the users, roles and cameras")
+    ul.add_argument("--db", required=True)
+    u.set_defaults(func=cmd_users)
+
+    au = sub.add_parser("audit", help="print the audit log, or --verify its hash chain")
+    au.add_argument("--db", required=True)
+    au.add_argument("--verify", action="store_true", help="check the chain (exit 1 if a row was tampered with)")
+    au.add_argument("--since", type=time_argument, metavar="T", help="ISO-8601 or epoch seconds")
+    au.add_argument("--user", metavar="NAME", help="only this actor (os:<login> for the command line)")
+    au.add_argument("--action", metavar="A", help="only this action (login, search, export, correct, ...)")
+    au.set_defaults(func=cmd_audit)
+
+    pu = sub.add_parser("purge", help="apply the retention: section now (delete what is older)")
+    pu.add_argument("--db", required=True)
+    pu.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    pu.add_argument("--cameras", metavar="CAMS_YAML", help="take retention: from this file (default: the last run's)")
+    pu.set_defaults(func=cmd_purge)
+
+    fo = sub.add_parser("forget", help="erase every trace of one identity (tracks, boxes, samples, thumbnails)")
+    fo.add_argument("--db", required=True)
+    fo.add_argument("--identity", required=True, type=_positive_int, metavar="G")
+    fo.set_defaults(func=cmd_forget)
+
+    ve = sub.add_parser("verify", help="check an evidence folder's file hashes and signature")
+    ve.add_argument("folder", metavar="DIR")
+    ve.add_argument("--key", metavar="KEYFILE", help="the store's <db>.evidence-key (default: beside the store)")
+    ve.set_defaults(func=cmd_verify)
 
     w = sub.add_parser("serve", help="the operator web app: search, identities, cameras, users (log in required)")
     w.add_argument("--db", required=True, help="store written by `run` (read while a run writes it)")

@@ -87,18 +87,43 @@ def cmd_query(args: argparse.Namespace) -> int:
         query = embedder([image])[0]
         sightings = search_tracks(store, query, cameras=args.camera, since=args.since, until=args.until,
                                   top=args.top)
+        from pipeline.access.audit import search_details
+
+        _audit(args.db, "search", search_details(
+            Path(args.image).read_bytes(), {"box": args.box, "cameras": args.camera, "since": args.since,
+                                            "until": args.until, "top": args.top}, sightings))
         print(format_table(sightings))
         paths = write_results(sightings, args.out, query_image=image)
     print(f"wrote {paths['json']} and {paths['contact_sheet']}")
     return 0
 
 
+def _audit(db: str | Path, action: str, details: dict) -> None:
+    """Record a command-line action in the store's audit log under ``os:<login>``. A store that cannot be
+    written (a read-only filesystem) cannot record it: said on stderr, the command goes on."""
+    import os
+
+    from pipeline.access import audit
+
+    db = Path(db)
+    if not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK | os.X_OK)):
+        print(f"warning: store {db} is read-only: this {action} is not recorded in its audit log", file=sys.stderr)
+        return
+    audit.record(db, audit.cli_actor(), action, details)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_store
     from pipeline.store import StoreReader
 
+    if args.format == "evidence":
+        return _export_evidence(args)
+    if args.identity is not None or args.query_image is not None:
+        raise CliError("--identity and --query-image go with --format evidence only")
     with StoreReader(args.db) as store:
         counts = export_store(store, args.format, args.out, run_id=args.run, cameras=args.camera)
+    _audit(args.db, "export", {"format": args.format, "out": str(args.out), "run": args.run,
+                               "cameras": args.camera, "counts": counts})
     print(f"exported {args.format} to {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -160,6 +185,129 @@ def cmd_reembed(args: argparse.Namespace) -> int:
                            batch=args.batch, progress=not args.quiet)
     print(result.format())
     return 0
+
+
+# ----------------------------------------------------------------------------- data protection (issue 11)
+# The command line acts as the OS user that runs it (audited as ``os:<login>``): its access control is
+# the store file's permissions. Store users and roles are for the web UI.
+def _export_evidence(args: argparse.Namespace) -> int:
+    from pipeline.access import audit, evidence
+    from pipeline.store import require_store
+
+    require_store(args.db)
+    if args.identity is None:
+        raise CliError("--format evidence needs --identity G (a global identity of the store)")
+    if args.run is not None or args.camera:
+        raise CliError("--run and --camera do not apply to --format evidence (it holds every sighting of G)")
+    photo = None
+    if args.query_image is not None:
+        read_query_image(args.query_image)  # a real, person-sized image
+        photo = Path(args.query_image).read_bytes()
+    out = evidence.export_evidence(args.db, args.identity, args.out, audit.cli_actor(), query_photo=photo,
+                                   query_details={"image": str(args.query_image)} if photo else None)
+    verdict = evidence.verify_evidence(out)
+    print(f"exported evidence of identity {args.identity} to {out}: {verdict.files} files signed "
+          f"(key {evidence.key_id(evidence.store_key(args.db))}; check with: python -m pipeline verify {out})")
+    return 0
+
+
+def _read_password(name: str) -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != first:
+        raise CliError("the two passwords differ; run users add again")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from pipeline.access import audit, users
+    from pipeline.store import require_store
+
+    require_store(args.db)
+    if args.users_command == "list":
+        rows = users.list_users(args.db)
+        print(f"{'name':<20}  {'role':<9}  cameras")
+        for u in rows:
+            print(f"{u.name:<20}  {u.role:<9}  {'all' if u.cameras is None else ', '.join(u.cameras)}")
+        return 0
+    users.check_name(args.name)
+    if args.users_command == "add":
+        user = users.add_user(args.db, args.name, args.role, _read_password(args.name), cameras=args.cameras)
+        cams = None if user.cameras is None else list(user.cameras)
+        audit.record(args.db, audit.cli_actor(), "users", {"op": "add", "name": user.name, "role": user.role,
+                                                            "cameras": cams})
+        print(f"added {user.role} {user.name} ({'all cameras' if user.cameras is None else ', '.join(user.cameras)})")
+    else:
+        users.remove_user(args.db, args.name)
+        audit.record(args.db, audit.cli_actor(), "users", {"op": "remove", "name": args.name})
+        print(f"removed {args.name}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pipeline.access import audit
+    from pipeline.store import require_store
+
+    require_store(args.db)
+    if args.verify:
+        verdict = audit.verify(args.db)
+        print(verdict.message if verdict.ok else f"TAMPERED: {verdict.message} ({verdict.rows} rows before it verify)")
+        return 0 if verdict.ok else 1
+    if args.action is not None and args.action not in audit.ACTIONS:
+        raise CliError(f"unknown --action {args.action}; one of {', '.join(audit.ACTIONS)}")
+    print(audit.format_entries(audit.read(args.db, since=args.since, user=args.user, action=args.action)))
+    return 0
+
+
+def _retention(args: argparse.Namespace):
+    from pipeline.config import RetentionConfig, load_config
+    from pipeline.store.governance import GovernanceStore
+
+    if args.cameras is not None:
+        return load_config(args.cameras).retention, f"retention: of {args.cameras}"
+    with GovernanceStore(args.db) as g:
+        last = g.last_run_config()
+    section = (last or {}).get("retention") or {}
+    try:
+        return RetentionConfig(**section), "retention: of the store's last run"
+    except TypeError as e:
+        raise CliError(f"the last run's retention: section cannot be read ({e}): pass --cameras CAMS_YAML") from None
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from pipeline.access import audit, erasure
+    from pipeline.store import require_store
+
+    require_store(args.db)
+    retention, where = _retention(args)
+    report = erasure.purge(args.db, retention, audit.cli_actor(), dry_run=args.dry_run)
+    print(f"{where}: {report.format()}")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from pipeline.access import audit, erasure
+    from pipeline.store import require_store
+
+    require_store(args.db)
+    report = erasure.forget_identity(args.db, args.identity, audit.cli_actor())
+    print(report.format())
+    if report.index_removed:
+        print(f"removed search index {', '.join(report.index_removed)} (rebuilt by the next query)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pipeline.access import evidence
+
+    if args.key is not None and not Path(args.key).is_file():
+        raise CliError(f"--key {args.key} not found; pass the store's <db>.evidence-key file")
+    verdict = evidence.verify_evidence(args.folder, key=args.key)
+    print(verdict.message)
+    return 0 if verdict.ok else 1
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

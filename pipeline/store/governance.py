@@ -64,27 +64,64 @@ def _chunks(values: Sequence[int], n: int = 900) -> Iterator[list[int]]:
 
 
 def index_sidecars(db_path: Path) -> list[Path]:
-    """Search-index files kept beside the store (``<db>.index``, ``<db>.index.*``, ``<db>.index-*``)."""
+    """Search-index files and folders kept beside the store: ``<db>.index`` (the index folder of
+    :mod:`pipeline.search.index`), ``<db>.index.*`` / ``<db>.index-*`` (its rebuilds in progress),
+    never its lock file ``<db>.index.lock``."""
     folder = db_path.parent
     if not folder.is_dir():
         return []
     stem = db_path.name + ".index"
-    return sorted(p for p in folder.iterdir() if p.name == stem or p.name.startswith((stem + ".", stem + "-")))
+    return sorted(p for p in folder.iterdir() if (p.name == stem or p.name.startswith((stem + ".", stem + "-")))
+                  and p.name != stem + ".lock")
+
+
+@contextmanager
+def _index_lock(db_path: Path, timeout: float = 60.0) -> Iterator[None]:
+    """Hold ``<db>.index.lock`` (the flock an index update holds while it builds), waiting for an update in
+    progress: an update that read the store before an erasure cannot then put its result in place."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    import os
+
+    path = db_path.with_name(db_path.name + ".index.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"the search index of {db_path} stayed locked for {timeout:.0f} s: erased rows "
+                                     f"may still be in it; delete {db_path.name}.index by hand") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
 
 
 def drop_index_sidecars(db_path: str | Path) -> list[Path]:
-    """THE hook erasure and retention call after deleting rows: removes every search-index sidecar of
-    the store (see :func:`index_sidecars`), so the next query rebuilds it from the rows that remain and
-    no erased vector survives in an index. Returns what it removed."""
-    removed = []
-    for path in index_sidecars(Path(db_path)):
-        if path.is_dir():
-            import shutil
+    """THE hook erasure and retention call after their deletes are committed: removes the store's search
+    index (see :func:`index_sidecars`) under the index's own lock, so the next query rebuilds it from the
+    rows that remain and no erased vector survives in an index. Returns what it removed. (A process that
+    has the old index memory-mapped keeps it until it reopens the store: the web UI reopens after erasure.)"""
+    import shutil
 
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
+    db_path = Path(db_path)
+    removed = []
+    if not index_sidecars(db_path):
+        return removed
+    with _index_lock(db_path):
+        for path in index_sidecars(db_path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import AssociationConfig
-from tests.pipeline.store.test_store import add_track, make_store, near, unit
+from tests.pipeline.store.test_store import CLIP, add_track, make_store, near, unit
 
 
 def people_store(path):
@@ -16,6 +16,8 @@ def people_store(path):
     p, q, r = (unit(rng) for _ in range(3))
     st = make_store(path)
     st.start_run({})
+    for cam in ("north", "south"):  # the real clip is each camera's source (evidence re-reads frames)
+        st.add_camera(cam, str(CLIP), {"width": 768, "height": 576})
     for cam, local, t0, v, person in (("north", 1, 0, p, 0), ("north", 2, 0, q, 1), ("south", 1, 30, p, 0),
                                       ("south", 2, 30, q, 1), ("south", 3, 100, r, 2)):
         add_track(st, cam, local, t0, t0 + 10, np.stack([near(v, 0.95, rng) for _ in range(3)]), person=person)

@@ -53,12 +53,16 @@ def test_forget_erases_every_trace(store_path, tmp_path):
     assert tracks == [1, 3]
     blobs, vectors = biometric_bytes(store_path, tracks)
     assert all(b in file_bytes(store_path) for b in blobs)  # the check below can fail
-    sidecar = store_path.with_name(store_path.name + ".index")
-    sidecar.write_bytes(b"".join(blobs[-2:]))
+    sidecar = store_path.with_name(store_path.name + ".index")  # pipeline.search.index's folder
+    sidecar.mkdir()
+    (sidecar / "vectors.f32").write_bytes(b"".join(blobs[-2:]))
+    lock = store_path.with_name(store_path.name + ".index.lock")
+    lock.write_text("")
     users.add_user(store_path, "ada", "admin", "long enough")
     report = erasure.forget_identity(store_path, gid, "ada")
     assert report.counts["tracks"] == 2 and report.counts["samples"] == 6 and report.counts["boxes"] == 6
     assert report.compacted and not sidecar.exists() and report.index_removed == (str(sidecar),)
+    assert lock.exists()  # the index's lock file is the index updater's, left in place
     assert_gone(store_path, tracks, blobs, vectors, tmp_path)
     assert sql(store_path, f"SELECT COUNT(*) FROM identities WHERE id={gid}") == [(0,)]
     row = audit.read(store_path, action="forget")[0]

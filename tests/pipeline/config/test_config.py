@@ -136,7 +136,7 @@ BAD = [
     (CAM + "    fsp: 10\n", f"cameras[0].fsp: unknown key (did you mean 'fps'?); allowed keys: {ALLOWED_CAM}"),
     (CAM + "camera: {}\n",
      "camera: unknown key (did you mean 'cameras'?); "
-     "allowed keys: cameras, detector, tracker, embedder, association, store"),
+     "allowed keys: cameras, detector, tracker, embedder, association, store, retention"),
     (CAM + "detector:\n  conf: 0.5\n",
      "detector.conf: unknown key (did you mean 'confidence'?); "
      "allowed keys: weights, person_classes, confidence, iou, imgsz, max_aspect, half"),

@@ -86,3 +86,16 @@ def test_detector_auto_settings_and_their_messages():
         TrackerConfig(interpolate_seconds=-1)
     with pytest.raises(ValueError, match="appearance: expected true or false"):
         TrackerConfig(appearance="yes")
+
+
+def test_retention_section():
+    from pipeline.config import RetentionConfig
+
+    assert not RetentionConfig().active and RetentionConfig().every_minutes == 60
+    cam = [{"id": "a", "source": 0}]
+    cfg = config_from_dict({"cameras": cam, "retention": {"samples_days": 30, "audit_days": 365}})
+    assert cfg.retention == RetentionConfig(samples_days=30.0, audit_days=365.0) and cfg.retention.active
+    with pytest.raises(FieldError, match=re.escape("RetentionConfig.boxes_days: expected a positive number, got -1")):
+        RetentionConfig(boxes_days=-1)
+    with pytest.raises(ConfigError, match=re.escape("retention.sample_days: unknown key (did you mean 'samples_days'")):
+        config_from_dict({"cameras": cam, "retention": {"sample_days": 3}})
