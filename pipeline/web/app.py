@@ -300,10 +300,9 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
         saved = SavedSearch.make(secrets.token_urlsafe(12), photo, crop, embedding, asked or visible, since, until)
         first = await run_in_threadpool(result_page, web.reader, saved, 1, cfg.page_size)
         web.sessions.save_search(who.session, saved.search_id, saved)
-        await run_in_threadpool(audit.record, web.db, who.name, "search",
-                                {"photo_sha256": saved.photo_sha256, "box": list(box) if box else None,
-                                 **saved.filters(), "result_count": len(first.identities),
-                                 "more_results": first.has_more})
+        details = audit.search_details(photo, {**saved.filters(), "box": list(box) if box else None},
+                                       first.identities)  # the same row as the CLI's query writes
+        await run_in_threadpool(audit.record, web.db, who.name, "search", {**details, "more": first.has_more})
         return who, saved, first
 
     @app.post("/search")

@@ -46,8 +46,9 @@ def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, tls_cert: s
 
     from .app import create_app
 
+    has_users = bool(users.list_users(db))  # also migrates a store of an older schema to the access tables
     app = create_app(db, tls=tls, device=device)
-    if not users.list_users(db):
+    if not has_users:
         print(f"note: store {db} has no users yet: add an admin with "
               f"`python -m pipeline users add --db {db} NAME --role admin` to log in", file=sys.stderr)
     warning = exposure_warning(host, tls)

@@ -33,7 +33,7 @@ function setupSearch() {
     const img = new Image();
     img.onload = () => {
       image = img; box = null;
-      scale = Math.max(1, img.naturalWidth / 480, img.naturalHeight / 480);
+      scale = Math.max(img.naturalWidth / 640, img.naturalHeight / 360);  // small crops are shown larger
       canvas.width = Math.round(img.naturalWidth / scale); canvas.height = Math.round(img.naturalHeight / scale);
       canvas.hidden = false; document.getElementById("drop-hint").classList.add("small");
       draw();

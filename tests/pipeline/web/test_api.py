@@ -79,8 +79,10 @@ def test_search_ranks_like_the_cli_and_is_audited(client_as, web_store, suspect_
             assert img.status_code == 200 and img.content[:2] == b"\xff\xd8"
     entry = audit.read(web_store, user="op", action="search")[-1]
     assert entry.details["photo_sha256"] == body["photo_sha256"]
-    assert entry.details["result_count"] == len(body["identities"])
-    assert entry.details["cameras"] == ["north", "south"]
+    assert entry.details["results"] == len(body["identities"])
+    assert entry.details["filters"]["cameras"] == ["north", "south"]
+    assert entry.details["identities"] == sorted(h["global_id"] for h in body["identities"]
+                                          if h["global_id"] is not None)
 
 
 def test_results_are_paginated_without_a_cap(web_store, suspect_jpg, tmp_path):

@@ -81,7 +81,7 @@ def _shot(driver, tmp_path: Path, name: str) -> Path:
     path = tmp_path / "screens" / name
     path.parent.mkdir(exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(700, height + 20), 2400))
+    driver.set_window_size(1280, min(max(700, height + 140), 2400))  # + the window's own frame
     assert driver.save_screenshot(str(path)), f"no screenshot {name}"
     if os.environ.get("CAMREID_ARTIFACTS"):
         out = Path(os.environ["CAMREID_ARTIFACTS"])
@@ -91,6 +91,7 @@ def _shot(driver, tmp_path: Path, name: str) -> Path:
 
 
 def test_login_search_identity_play_merge_logout(server, browser, fresh_store, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -107,6 +108,11 @@ def test_login_search_identity_play_merge_logout(server, browser, fresh_store, t
     d.find_element(By.ID, "photo").send_keys(str(REPO / "streams" / "suspect.jpg"))
     canvas = wait.until(ec.visibility_of_element_located((By.ID, "canvas")))
     assert canvas.size["height"] > 50
+    w, h = canvas.size["width"], canvas.size["height"]  # draw the person's box: most of the crop
+    ActionChains(d).move_to_element_with_offset(canvas, -w * 0.45, -h * 0.47).click_and_hold() \
+        .move_to_element_with_offset(canvas, w * 0.45, h * 0.47).release().perform()
+    box = [float(v) for v in d.find_element(By.ID, "box").get_attribute("value").split(",")]
+    assert len(box) == 4 and box[2] - box[0] > 80 and box[3] - box[1] > 170  # photo pixels (104x196)
     _shot(d, tmp_path, "02_search_form.png")
     d.find_element(By.ID, "search-button").click()
     first = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .identity")))
@@ -139,6 +145,11 @@ def test_login_search_identity_play_merge_logout(server, browser, fresh_store, t
     with StoreReader(fresh_store) as store:
         assert {t.global_id for t in store.tracks(track_ids=sorted(moved))} == {gid}
     _shot(d, tmp_path, "05_identity_merged.png")
+
+    from pipeline.access import audit
+
+    searched = audit.read(fresh_store, user="op", action="search")[-1].details
+    assert searched["filters"]["box"] == [round(v) for v in box]
 
     d.get(server + "/cameras")
     snaps = d.find_elements(By.CSS_SELECTOR, ".camera .snapshot")
