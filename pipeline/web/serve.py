@@ -50,7 +50,7 @@ def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, tls_cert: s
     app = create_app(db, tls=tls, device=device)
     if not has_users:
         print(f"note: store {db} has no users yet: add an admin with "
-              f"`python -m pipeline users add --db {db} NAME --role admin` to log in", file=sys.stderr)
+              f"`python -m pipeline users add NAME --db {db} --role admin` to log in", file=sys.stderr)
     warning = exposure_warning(host, tls)
     if warning:
         print(warning, file=sys.stderr)

@@ -169,3 +169,44 @@ def test_security_headers_and_no_session_cookie_for_static(web_app):
         assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
         assert c.get("/static/app.js").status_code == 200
         assert csrf_of(r.text)
+
+
+def test_serve_with_tls_speaks_https_and_marks_cookies_secure(web_store, tmp_path):
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--db", str(web_store), "--port", str(port),
+                             "--host", "0.0.0.0", "--tls-cert", str(cert), "--tls-key", str(key)], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    try:
+        deadline, page = time.monotonic() + 60, None
+        while time.monotonic() < deadline and page is None:
+            try:
+                page = httpx.get(f"https://127.0.0.1:{port}/login", verify=False, timeout=5)
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.5)
+        assert page is not None and page.status_code == 200
+        assert "secure" in page.headers["set-cookie"].lower()
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
+            httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert "warning" not in out, "TLS on: no clear-text warning"
