@@ -397,6 +397,8 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
     async def correction(request: Request, fn, *args) -> None:
         try:
             await run_in_threadpool(fn, web.db, *args)
+        except users.AccessDenied as e:  # e.g. an identity with tracks on a camera the user may not see
+            raise Refused(403, one_line(e)) from None
         except (UserError, StoreError) as e:
             raise Refused(400, one_line(e)) from None
 

@@ -14,6 +14,11 @@ from .conftest import PASSWORD, csrf_of, login
 pytestmark = pytest.mark.slow
 
 
+def store_identities(db) -> dict[int, list[str]]:
+    with StoreReader(db) as store:
+        return store.identities()
+
+
 def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
 
@@ -104,6 +109,11 @@ def test_camera_scoped_user_never_sees_another_cameras_data(client_as, web_store
     assert r.status_code == 400 and "south" in r.json()["error"]
     cams = n.client.get("/api/cameras").json()["cameras"]
     assert [c["camera_id"] for c in cams] == ["north"]
+    only_north = [g for g, cs in store_identities(web_store).items() if cs == ["north"]]
+    if both and only_north:  # merging would move south tracks the user may not see
+        r = n.client.post(f"/identity/{both[0]}/merge", data={"csrf": n.csrf, "other": str(only_north[0])})
+        assert r.status_code == 403 and "south" in r.text
+        assert store_identities(web_store)[only_north[0]] == ["north"], "the refused merge changed the store"
     assert "south" not in n.client.get("/identities").text
 
 
