@@ -161,3 +161,17 @@ def authorize(db: str | Path | GovernanceStore, actor: str, action: str,
     if hidden:
         raise AccessDenied(f"user {user.name} may not see camera {', '.join(hidden)}")
     return user
+
+
+def login(db: str | Path, name: str, password: str, source: str = "web") -> User | None:
+    """:func:`authenticate` and audit it: a ``login`` row (the user) or ``login_failed`` (the name tried;
+    never the password). source: where from (e.g. the client address). Returns the user or None."""
+    from . import audit
+
+    user = authenticate(db, name, password)
+    shown = name if isinstance(name, str) and _NAME.fullmatch(name) else repr(name)[:66]
+    if user is None:
+        audit.record(db, "anonymous", "login_failed", {"name": shown, "source": source})
+    else:
+        audit.record(db, user.name, "login", {"role": user.role, "source": source})
+    return user

@@ -242,8 +242,17 @@ class StoreReader:
 
     def sample_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sample_ids (N,), track_ids (N,), embeddings (N, D) float32) of every committed-or-written
-        sample, cached in RAM and topped up with new rows on each call."""
+        sample, cached in RAM and topped up with new rows on each call; rebuilt when rows were deleted
+        (erasure, retention), so a long-lived reader never answers with erased vectors."""
         with self._lock:
+            if self._cache_emb is not None:
+                count = self._con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+                last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
+                newer = self._con.execute("SELECT COUNT(*) FROM samples WHERE id>?", (last,)).fetchone()[0]
+                if count - newer != len(self._cache_ids):  # some cached sample is gone
+                    self._cache_ids = np.zeros(0, np.int64)
+                    self._cache_tracks = np.zeros(0, np.int64)
+                    self._cache_emb = None
             last = int(self._cache_ids[-1]) if len(self._cache_ids) else 0
             rows = self._con.execute("SELECT id, track_id, embedding FROM samples WHERE id>? ORDER BY id",
                                      (last,)).fetchall()

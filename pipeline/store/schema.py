@@ -202,9 +202,15 @@ def connect_side(path: Path) -> sqlite3.Connection:
 def compact(con: sqlite3.Connection) -> bool:
     """VACUUM, then checkpoint and truncate the WAL, so deleted rows leave the file bytes; True if the
     WAL could be emptied (a reader holding an old snapshot keeps it until it closes)."""
+    import time
+
     con.execute("VACUUM")
-    busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return not busy
+    deadline = time.monotonic() + 5.0  # readers' queries are short: retry while one holds a snapshot
+    while True:
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy or time.monotonic() > deadline:
+            return not busy
+        time.sleep(0.05)
 
 
 def embedder_row(con: sqlite3.Connection, name: str, dim: int, spec: str) -> int:

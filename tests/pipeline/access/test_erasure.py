@@ -59,7 +59,11 @@ def test_forget_erases_every_trace(store_path, tmp_path):
     lock = store_path.with_name(store_path.name + ".index.lock")
     lock.write_text("")
     users.add_user(store_path, "ada", "admin", "long enough")
+    web = StoreReader(store_path)  # a long-lived reader (the web UI's), its vectors cached
+    assert {s.track_id for s in search_tracks(web, vectors[0], top=50)} >= set(tracks)
     report = erasure.forget_identity(store_path, gid, "ada")
+    assert not {s.track_id for s in search_tracks(web, vectors[0], top=50)} & set(tracks)
+    web.close()
     assert report.counts["tracks"] == 2 and report.counts["samples"] == 6 and report.counts["boxes"] == 6
     assert report.compacted and not sidecar.exists() and report.index_removed == (str(sidecar),)
     assert lock.exists()  # the index's lock file is the index updater's, left in place
@@ -121,3 +125,16 @@ def test_thumbnail_retention_keeps_vectors(store_path):
     assert sql(store_path, "SELECT COUNT(*), COUNT(thumbnail) FROM samples") == [(15, 0)]
     with StoreReader(store_path) as r:
         assert np.abs(r.track_embeddings([1, 5])).sum() > 0
+
+
+def test_audit_retention_through_purge_keeps_the_chain(store_path):
+    import time
+
+    for k in range(3):
+        audit.record(store_path, "ana", "view_identity", {"identity": k})
+    report = erasure.purge(store_path, RetentionConfig(audit_days=1), "os:tester", now=time.time() + 2 * 86400)
+    assert report.counts["audit"] == 3
+    rows = audit.read(store_path)
+    assert [r.action for r in rows] == ["purge"] and rows[0].details["counts"]["audit"] == 3
+    v = audit.verify(store_path)
+    assert v.ok and "from anchor row 3" in v.message

@@ -54,3 +54,15 @@ def test_roles_and_scope(store_path):
     with pytest.raises(AccessDenied, match="unknown user"):
         users.authorize(store_path, "ghost", "browse")
     assert users.authorize(store_path, "os:alice", "admin") is None
+
+
+def test_login_is_audited_without_the_password(store_path):
+    from pipeline.access import audit
+
+    users.add_user(store_path, "ana", "viewer", "correct horse")
+    assert users.login(store_path, "ana", "correct horse", source="127.0.0.1").name == "ana"
+    assert users.login(store_path, "ana", "wrong horse", source="127.0.0.1") is None
+    rows = audit.read(store_path)
+    assert [(r.actor, r.action) for r in rows] == [("ana", "login"), ("anonymous", "login_failed")]
+    assert rows[1].details == {"name": "ana", "source": "127.0.0.1"}
+    assert "horse" not in str([r.details for r in rows])

@@ -77,3 +77,31 @@ def test_staged_vectors_swap_in_at_once(tmp_path):
         assert all(t.global_id is None for t in reader.tracks()) and reader.links() == []
     assert sql(path, "SELECT COUNT(*) FROM pending_embeddings")[0][0] == 0
     assert sql(path, "SELECT value FROM meta WHERE key='reembed_target'") == []
+
+
+def test_finish_keeps_manual_links_and_rejections(tmp_path):
+    """reembed clears automatic identities only: a merged (manual) pair and a rejection survive."""
+    from pipeline.access import corrections
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "s.db"
+    store = make_store(path)
+    store.start_run()
+    a, b, c = (add_track(store, "cam", k, 10 * k, 10 * k + 2, np.stack([unit(rng)])) for k in (1, 2, 3))
+    ga, gb, gc = store.new_identity(), store.new_identity(), store.new_identity()
+    for t, g in ((a, ga), (b, gb), (c, gc)):
+        store.assign_identity(t, g, None, "new")
+    store.close()
+    corrections.merge_identities(path, ga, gb, "os:op")   # b joins a by hand
+    corrections.reject_link(path, c, "os:op")              # c is not gc
+    with TrackStore(StoreConfig(path=str(path)), None, None) as store:
+        pk, _ = restage.begin(store, "new-net", 4, {})
+        todo = restage.pending(store, pk)
+        restage.stage(store, pk, todo.id, rng.standard_normal((len(todo), 4)).astype(np.float32), ["video"] * 3)
+        counts = restage.finish(store, pk, "new-net", 4, {})
+    assert counts["identities_cleared"] == 1  # a's automatic link
+    with StoreReader(path) as reader:
+        gids = {t.id: t.global_id for t in reader.tracks()}
+        assert gids == {a: None, b: ga, c: None} and reader.rejected_links() == {(c, gc)}
+    # gb stays, empty, as the target of b's link history; gc (automatic only) is gone
+    assert sorted(sql(path, "SELECT id, n_tracks FROM identities")) == [(ga, 1), (gb, 0)]
