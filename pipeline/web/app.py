@@ -229,13 +229,12 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
         keys = (f"user:{name}", f"addr:{client}")
         wait = web.limiter.blocked(*keys)
         if wait > 0:
-            await run_in_threadpool(audit.record, web.db, name or "?", "login_failed",
-                                    {"client": client, "reason": "rate limited"})
+            await run_in_threadpool(audit.record, web.db, "anonymous", "login_failed",
+                                    {"name": name[:64], "source": client, "reason": "rate limited"})
             raise Refused(429, f"too many failed logins: wait {int(wait) + 1} s and try again")
-        user = await run_in_threadpool(users.authenticate, web.db, name, password) if name else None
+        user = await run_in_threadpool(users.login, web.db, name, password, client)  # audits login / login_failed
         if user is None:
             web.limiter.failed(*keys)
-            await run_in_threadpool(audit.record, web.db, name or "?", "login_failed", {"client": client})
             token = secrets.token_urlsafe(24)
             response = render(request, "login.html", None, status=401, next=target, login_csrf=token,
                             message="wrong user name or password")
@@ -243,7 +242,6 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
             return response
         web.limiter.succeeded(keys[0])
         session = web.sessions.create(user.name)
-        await run_in_threadpool(audit.record, web.db, user.name, "login", {"client": client})
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="strict", secure=web.tls, path="/")
         response.delete_cookie(LOGIN_COOKIE, path="/login")
@@ -363,7 +361,7 @@ def create_app(db: str | Path, cfg: WebConfig = WebConfig(), tls: bool = False, 
         if view is None:
             raise Refused(404, "no such identity (or none of its sightings is on a camera you may see)")
         audit.record(web.db, who.name, "view_identity",
-                     {"global_id": view.global_id, "tracks": [t.track.id for t in view.tracks]})
+                     {"identity": view.global_id, "tracks": [t.track.id for t in view.tracks]})
         saved = who.session.searches.get(search_id) if search_id else None
         return render(request, "identity.html", who, view=view, search_id=saved.search_id if saved else "",
                      span=max(view.end_time - view.start_time, 1e-3))
