@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.annotate import draw_tracks
+from pipeline.annotate import color_for, draw_tracks
 from pipeline.store import StoreReader, TrackRecord
 from pipeline.types import Detections
 from reid_models.common import UserError, encode_jpeg, iso_time, quiet_native_logs
@@ -78,7 +78,12 @@ def _frames(plan: SegmentPlan, global_id: int | None, local_id: int, start_time:
                               np.zeros(1 if box is not None else 0, np.int64),
                               np.full(1 if box is not None else 0, local_id, np.int64))
             header = f"{plan.label}  #{int(f)}  {iso_time(start_time + (int(f) - plan.frames[0]) / fps_src)}"
-            yield int(f), draw_tracks(image, dets, {local_id: global_id} if global_id is not None else None, header)
+            out = draw_tracks(image, dets, {local_id: global_id} if global_id is not None else None, header)
+            if box is not None:  # a 2-px outline on top: the one person of this segment stands out
+                x1, y1, x2, y2 = (int(round(v)) for v in box)
+                color = color_for(global_id * 7 + 3) if global_id is not None else color_for(local_id)
+                cv2.rectangle(out, (x1 - 1, y1 - 1), (x2 + 1, y2 + 1), color, 2)
+            yield int(f), out
     finally:
         cap.release()
 
