@@ -96,7 +96,7 @@ def test_login_search_identity_play_merge_logout(server, browser, fresh_store, t
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    d, wait = browser, WebDriverWait(browser, 90)
+    d, wait = browser, WebDriverWait(browser, 180)  # the first search loads the embedder; the CPU is shared
     d.get(server + "/search")
     assert "/login" in d.current_url
     d.find_element(By.ID, "name").send_keys("op")
@@ -117,8 +117,9 @@ def test_login_search_identity_play_merge_logout(server, browser, fresh_store, t
     d.find_element(By.ID, "search-button").click()
     first = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#results .identity")))
     thumbs = d.find_elements(By.CSS_SELECTOR, "#results .tile img")
-    loaded = "return arguments[0].complete && arguments[0].naturalWidth"
-    assert thumbs and all(d.execute_script(loaded, t) for t in thumbs)
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    assert thumbs
+    wait.until(lambda _: all(d.execute_script(loaded, t) for t in thumbs))
     _shot(d, tmp_path, "03_results.png")
 
     link = first.find_element(By.CSS_SELECTOR, ".open-identity")
