@@ -19,6 +19,7 @@
     python -m pipeline forget --db PATH --identity G
     python -m pipeline export --db PATH --format evidence --identity G --out DIR [--query-image IMG]
     python -m pipeline verify DIR [--key KEYFILE]
+    python -m pipeline serve --db PATH [--host 127.0.0.1] [--port 8000] [--tls-cert PEM --tls-key PEM]
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
 another run is writing, a camera that delivers no frame) prints one line ``error: ...`` on stderr
@@ -49,6 +50,7 @@ from .commands import (
     cmd_query,
     cmd_reembed,
     cmd_run,
+    cmd_serve,
     cmd_users,
     cmd_verify,
 )
@@ -232,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("folder", metavar="DIR")
     ve.add_argument("--key", metavar="KEYFILE", help="the store's <db>.evidence-key (default: beside the store)")
     ve.set_defaults(func=cmd_verify)
+
+    w = sub.add_parser("serve", help="the operator web app: search, identities, cameras, users (log in required)")
+    w.add_argument("--db", required=True, help="store written by `run` (read while a run writes it)")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=_positive_int, default=8000)
+    w.add_argument("--tls-cert", metavar="PEM", help="certificate file: serve HTTPS (with --tls-key)")
+    w.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
+    w.add_argument("--device", default="auto", help="device of the query embedder")
+    w.set_defaults(func=cmd_serve)
     return p
 
 

@@ -363,3 +363,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdict = evidence.verify_evidence(args.folder, key=args.key)
     print(verdict.message)
     return 0 if verdict.ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.store import require_store
+
+    require_store(args.db)  # "no store at ..." before the web stack is imported
+    from pipeline.web.serve import serve
+
+    serve(args.db, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, device=args.device)
+    return 0
