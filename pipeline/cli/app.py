@@ -1,12 +1,12 @@
 """Command line: ``python -m pipeline run | query | export | bench``.
 
     python -m pipeline run --cameras streams/demo.yaml [--db PATH] [--device auto|cpu|cuda]
-                           [--max-frames N] [--save-video DIR]
+                           [--max-frames N] [--save-video DIR] [--workers N]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D]
     python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
-    python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
+    python -m pipeline bench [--frames N] [--cameras 1 4 16] [--workers N] [--device D] [--imgsz PX] [--out DIR]
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     r.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop each camera after N frames")
     r.add_argument("--save-video", metavar="DIR", help="write DIR/<camera>.mp4 with boxes and ids")
+    r.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="split the cameras into N process groups, each with its own models (default 1: one process)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
