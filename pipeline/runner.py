@@ -36,7 +36,16 @@ from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
 from pipeline.store import RunCounts, TrackStore, WriterLock
 from pipeline.types import Frame
-from pipeline.workers import CamerasEnded, FrameRecord, GroupDone, GroupFailed, GroupStep, WorkerPool, split_cameras
+from pipeline.workers import (
+    CamerasEnded,
+    FrameRecord,
+    GroupDied,
+    GroupDone,
+    GroupFailed,
+    GroupStep,
+    WorkerPool,
+    split_cameras,
+)
 from reid_models.common import one_line
 
 STAGES = ("read", "detect", "track", "embed", "store", "associate")
@@ -472,7 +481,8 @@ class Runner:
             self._cpu_children += msg.cpu_seconds
             self._group_stats.update(msg.stats)
         elif isinstance(msg, GroupFailed):
-            why = f"{type(msg.error).__name__}: {one_line(msg.error)}"
+            err = msg.error
+            why = one_line(err) if isinstance(err, GroupDied) else f"{type(err).__name__}: {one_line(err)}"
             name = pool.describe(msg.group)
             self.worker_errors[name] = why
             print(f"error: {name} stopped: {why}; its tracks were ended, the other groups carry on", file=sys.stderr)

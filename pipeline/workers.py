@@ -124,6 +124,10 @@ class GroupFailed:
     started: bool  # False: it failed while loading its models or opening its cameras
 
 
+class GroupDied(RuntimeError):
+    """A group's process ended without a word (killed, crashed in native code); the message says how."""
+
+
 Message = GroupReady | GroupStep | CamerasEnded | GroupDone | GroupFailed
 
 
@@ -417,7 +421,7 @@ class WorkerPool:
             out += self._drain(0, limit=10_000)  # everything it sent before dying is in the pipe now
             if k in self._running:
                 how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-                out.append(GroupFailed(k, RuntimeError(f"its process {how}"), self._go.is_set()))
+                out.append(GroupFailed(k, GroupDied(f"its process {how}"), self._go.is_set()))
                 self._running.discard(k)
         return out
 
