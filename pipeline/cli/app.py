@@ -114,15 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics.json and <camera>_identity.png (default eval_results)")
     v.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras; "
+    b = sub.add_parser("bench", help="frames/s, CPU%% and per-stage ms on the demo clip for 1, 4, 16 cameras; "
                                      "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers")
     b.add_argument("--accuracy", action="store_true",
                    help="score the pipeline and peer trackers on the demo clip against its MOTChallenge ground "
                         "truth (../shared/data/mot15/PETS09-S2L1)")
     b.add_argument("--frames", type=_positive_int, default=None, metavar="N",
                    help="frames per camera (default 30; --accuracy: the whole clip)")
-    b.add_argument("--out", default=None, metavar="DIR", help="--accuracy: folder for bench.json (default runs/bench)")
-    b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 2, 4], metavar="N")
+    b.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for speed.json (--accuracy: bench.json, default runs/bench)")
+    b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 4, 16], metavar="N",
+                   help="camera counts to measure (default 1 4 16)")
+    b.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="process groups the cameras are split into (at most one per camera; default 1)")
     b.add_argument("--device", default="auto")
     b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
     b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")

@@ -132,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_bench
 
     print(run_bench(frames=args.frames or 30, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
-                    clip=args.clip))
+                    clip=args.clip, workers=args.workers, out=args.out))
     return 0
 
 
