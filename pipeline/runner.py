@@ -17,6 +17,11 @@ Ctrl-C (or SIGTERM) ends every track and links identities, as the end of the fil
 the exception propagates (a second Ctrl-C stops at once); any error stops the readers, commits
 what was recorded and closes the store, so nothing committed is lost. A run that fails before it
 stored a track leaves no run row. A run in which no camera delivered a frame fails (IngestError).
+
+``workers`` > 1 (``run --workers N``) splits the cameras into N process groups
+(:mod:`pipeline.workers`), each with its own models; this process keeps the lock, the checks above,
+the store (the only writer: it writes the groups' records in each camera's order and commits every
+``commit_interval``) and association over all groups. ``workers=1`` is the loop above, unchanged.
 """
 from __future__ import annotations
 

@@ -76,6 +76,27 @@ def test_cli_refuses_more_workers_than_cameras_and_video_with_workers(tmp_path, 
     assert not (tmp_path / "cams.db").exists()
 
 
+def test_a_bad_store_or_camera_is_refused_before_any_group_starts(tmp_path, monkeypatch, capsys):
+    import pipeline.runner
+
+    def no_groups(*_a, **_k):
+        raise AssertionError("worker groups were started before the bad input was refused")
+    monkeypatch.setattr(pipeline.runner, "WorkerPool", no_groups)
+    cams = four_cameras(tmp_path / "cams.yaml", 10)
+    (tmp_path / "file").write_text("x")
+    assert main(["run", "--cameras", str(cams), "--db", str(tmp_path / "file" / "s.db"), "--workers", "2",
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "cams.db").exists()
+    data = yaml.safe_load(cams.read_text())
+    data["cameras"][3]["source"] = str(tmp_path / "file")
+    cams.write_text(yaml.safe_dump(data))
+    assert main(["run", "--cameras", str(cams), "--workers", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: camera 'cam4'") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "cams.db").exists() or _rows(tmp_path / "cams.db", "SELECT COUNT(*) FROM runs") == [(0,)]
+    WriterLock.acquire(tmp_path / "cams.db").release()
+
+
 @pytest.mark.slow
 @needs_det
 def test_two_workers_store_the_same_tracks_boxes_and_samples_as_one_process(tmp_path):
