@@ -554,7 +554,8 @@ def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None
 
     db_path: store file (default: config.store.path). max_frames: stop each camera after this
     many frames. save_video: folder for one annotated MP4 per camera. workers: process groups the
-    cameras are split into (1: this process does everything). Returns a RunSummary.
+    cameras are split into (1: this process does everything; > 1: a calling script needs the
+    ``if __name__ == "__main__":`` guard, as for any multiprocessing spawn). Returns a RunSummary.
     """
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
     return Runner(cfg, db_path, device, max_frames, save_video, progress, workers=workers).run()

@@ -19,8 +19,10 @@ Local track ids are per camera (each tracker owns its counter) and store rows ar
 Children ignore SIGINT (the parent decides: :meth:`WorkerPool.request_stop` makes every group end
 its tracks and report them); they die with the parent (Linux ``PR_SET_PDEATHSIG``, and a parent-pid
 check while they wait), so ``kill -9`` of the parent leaves no orphan. A child that dies or raises is
-reported as a :class:`GroupFailed`. Torch's intra-op threads are split between the groups
-(``max(1, cores // N)`` each) so that the groups do not fight over the cores.
+reported as a :class:`GroupFailed`. As with any multiprocessing *spawn*, a script that starts a run with
+``workers > 1`` needs the ``if __name__ == "__main__":`` guard (the children import the main module).
+Torch's intra-op threads are split between the groups (``max(1, cores // N)`` each) so that the groups
+do not fight over the cores.
 """
 from __future__ import annotations
 
@@ -421,6 +423,9 @@ class WorkerPool:
             out += self._drain(0, limit=10_000)  # everything it sent before dying is in the pipe now
             if k in self._running:
                 how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                if not self._go.is_set():  # e.g. a script without the __main__ guard, re-run by spawn
+                    how += (" while starting (see its traceback above; a script that starts a run with workers > 1 "
+                            "needs the `if __name__ == \"__main__\":` guard of multiprocessing's spawn)")
                 out.append(GroupFailed(k, GroupDied(f"its process {how}"), self._go.is_set()))
                 self._running.discard(k)
         return out
