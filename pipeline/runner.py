@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -422,9 +425,12 @@ class Runner:
                 bar = tqdm(total=total, unit="frame", desc=f"run ({self.workers} workers)", dynamic_ncols=True,
                            file=sys.stderr)
             self._last_assoc = -math.inf
-            while pool.running:
-                for msg in pool.messages(timeout=0.5):
-                    self._take(msg, pool, bar)
+            with self._interrupts_between_messages():
+                while pool.running:
+                    for msg in pool.messages(timeout=0.5):
+                        self._take(msg, pool, bar)
+                    if self._interrupted:
+                        raise KeyboardInterrupt
             if self.timer.frames == 0 and not self.worker_errors:
                 why = "; ".join(f"{c}: {err}" for c, (_, _, err) in self._group_stats.items() if err)
                 raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
@@ -455,6 +461,29 @@ class Runner:
                 if self.store is not None:
                     self.store.close(discard_if_empty=failed or interrupted)
         return self.summary
+
+    @contextmanager
+    def _interrupts_between_messages(self):
+        """Ctrl-C / SIGTERM in the group loop only set ``_interrupted``, which the loop turns into KeyboardInterrupt
+        between messages: an interrupt inside a read of the queue's pipe would cut a message in half, and the
+        wind-up still reads the groups' last records. Signals ignored at start stay ignored; outside the main
+        thread nothing changes."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            self._interrupted = True
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, note)
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     def _take(self, msg, pool: WorkerPool, bar) -> None:
         """Write one message of a group to the store (commits every commit_interval; links every associate_every)."""
