@@ -22,14 +22,22 @@ Ctrl-C (or SIGTERM) ends every track and links identities, as the end of the fil
 the exception propagates (a second Ctrl-C stops at once); any error stops the readers, commits
 what was recorded and closes the store, so nothing committed is lost. A run that fails before it
 stored a track leaves no run row. A run in which no camera delivered a frame fails (IngestError).
+
+``workers`` > 1 (``run --workers N``) splits the cameras into N process groups
+(:mod:`pipeline.workers`), each with its own models; this process keeps the lock, the checks above,
+the store (the only writer: it writes the groups' records in each camera's order and commits every
+``commit_interval``) and association over all groups. ``workers=1`` is the loop above, unchanged.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +51,17 @@ from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
 from pipeline.store import RunCounts, TrackStore, WriterLock, open_backend, store_location
 from pipeline.types import Frame
+from pipeline.workers import (
+    CamerasEnded,
+    FrameRecord,
+    GroupDied,
+    GroupDone,
+    GroupFailed,
+    GroupStep,
+    WorkerPool,
+    split_cameras,
+)
+from reid_models.common import one_line
 
 STAGES = ("read", "detect", "track", "embed", "store", "associate")
 
@@ -72,6 +91,9 @@ class RunSummary:
     stage_ms: milliseconds per frame for each stage; tracks/samples: rows this run wrote;
     identities: global identities holding this run's tracks; cross_camera: those seen on >= 2 cameras;
     reconnects: live cameras only, times each one's stream was re-established after it dropped.
+    workers: process groups the cameras were split into (``--workers``); cpu_seconds: CPU time of the frame
+    loop in every process; worker_errors: group -> why it stopped early (its tracks were ended, the
+    other groups carried on).
     videos: camera -> annotated MP4 written completely; video_errors: camera -> why its video could not
     be written (e.g. a full disk), the run's data in the store is unaffected. associated: False where
     the run left linking identities to ``pipeline associate --follow`` (a PostgreSQL store)."""
@@ -91,17 +113,26 @@ class RunSummary:
     videos: dict[str, str] = field(default_factory=dict)
     reconnects: dict[str, int] = field(default_factory=dict)
     video_errors: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    cpu_seconds: float = 0.0
+    worker_errors: dict[str, str] = field(default_factory=dict)
     associated: bool = True
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def cpu_percent(self) -> float:
+        """CPU time of the frame loop over its wall time, all processes and threads (100 = one core busy)."""
+        return 100.0 * self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
     def format(self) -> str:
         """A few human-readable lines: totals, then per-stage ms per frame."""
         stages = "  ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
         lines = [f"{'interrupted' if self.interrupted else 'finished'} run {self.run_id} -> {self.db_path}",
-                 f"{self.frames} frames from {len(self.cameras)} camera(s) in {self.seconds:.1f} s "
+                 f"{self.frames} frames from {len(self.cameras)} camera(s)"
+                 + (f" in {self.workers} worker groups" if self.workers > 1 else "") + f" in {self.seconds:.1f} s "
                  f"(+ {self.setup_seconds:.1f} s start-up): {self.fps:.2f} frames/s",
                  f"ms per frame: {stages}",
                  f"{self.tracks} tracks, {self.samples} samples, {self.identities} global identities, "
@@ -113,6 +144,7 @@ class RunSummary:
             lines.append("reconnects: " + "  ".join(f"{cam} {n}" for cam, n in self.reconnects.items()))
         lines += [f"video {cam}: {path}" for cam, path in self.videos.items()]
         lines += [f"video {cam}: NOT WRITTEN: {why}" for cam, why in self.video_errors.items()]
+        lines += [f"{group}: STOPPED EARLY: {why}" for group, why in self.worker_errors.items()]
         return "\n".join(lines)
 
 
@@ -131,9 +163,18 @@ class Runner:
 
     def __init__(self, config: PipelineConfig, db_path: str | Path | None = None, device: str = "auto",
                  max_frames: int | None = None, save_video: str | Path | None = None, progress: bool = True,
-                 associate_every: float = 5.0) -> None:
+                 associate_every: float = 5.0, workers: int = 1) -> None:
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if not 1 <= workers <= len(config.cameras):
+            raise ValueError(f"workers must be between 1 and the {len(config.cameras)} camera(s) of the config, "
+                             f"got {workers}")
+        if workers > 1 and save_video is not None:
+            raise ValueError("--save-video needs --workers 1 (the annotated videos are written by one process)")
+        self.workers = workers
+        self.worker_errors: dict[str, str] = {}
+        self._cpu0 = time.process_time()
+        self._cpu_children = 0.0  # CPU seconds of the worker groups' loops
         self.cfg = config
         self.db_path = store_location(db_path if db_path is not None else config.store.path)
         self.backend = open_backend(self.db_path)
@@ -179,6 +220,8 @@ class Runner:
         self.index = IndexUpdater(self.db_path) if not self.backend.shared else None
 
     def run(self) -> RunSummary:
+        if self.workers > 1:
+            return self._run_groups()
         t_start = time.perf_counter()
         cfg = self.cfg
         t_loop = time.perf_counter()
@@ -207,6 +250,7 @@ class Runner:
                 self.writer.fps = fps
             self._warmup([reader.readers[c.id].meta for c in cfg.cameras])
             t_loop = time.perf_counter()
+            self._cpu0 = time.process_time()
             if self.progress:
                 from tqdm import tqdm
 
@@ -382,6 +426,184 @@ class Runner:
         shape = next(iter(shapes)) if len(shapes) == 1 and None not in next(iter(shapes)) else None
         self.stages.warmup(shape, batch=len(metas))
 
+    # ------------------------------------------------------------ worker groups (--workers N > 1)
+    def _run_groups(self) -> RunSummary:
+        """run() with the cameras split into process groups (:mod:`pipeline.workers`): this process holds the
+        lock and the store, writes what the groups send, commits and links identities over all of them."""
+        t_start = t_loop = time.perf_counter()
+        cfg = self.cfg
+        interrupted = failed = False
+        pool: WorkerPool | None = None
+        bar = None
+        reconnects: dict[str, int] = {}
+        self._open_ids: dict[str, set[int]] = defaultdict(set)  # camera -> local ids recorded and not ended
+        self._group_stats: dict[str, tuple[bool, int, str | None]] = {}
+        try:
+            lock = self.backend.writer_lock([c.id for c in cfg.cameras])  # StoreError / StoreBusyError
+            try:
+                MultiCameraReader(cfg.cameras).start().stop()  # every camera opens (IngestError) before models load
+                pool = WorkerPool(cfg, split_cameras(cfg.cameras, self.workers), self.device, self.max_frames)
+                ready = pool.start()  # a group's start-up error (e.g. DetectorError) is raised here
+                self.associator = CrossCameraAssociator(cfg.association)
+            except BaseException:
+                lock.release()
+                raise
+            first = ready[0]
+            self.store = TrackStore(dataclasses.replace(cfg.store, path=str(self.db_path)), first.embedder_id,
+                                    first.embedding_dim, first.embedder_spec, writer_lock=lock)
+            store = self.store
+            self.run_id = store.start_run(config_to_dict(cfg) | {"max_frames": self.max_frames,
+                                                                 "workers": self.workers})
+            metas = {cam: meta for r in ready for cam, meta in r.metas.items()}
+            expected = []
+            for cam in cfg.cameras:
+                store.add_camera(cam.id, str(cam.source), metas[cam.id])
+                expected.append(_expected_frames(metas[cam.id], cam, self.max_frames))
+            store.commit()
+            pool.go()
+            t_loop = time.perf_counter()
+            self._cpu0 = time.process_time()
+            if self.progress:
+                from tqdm import tqdm
+
+                total = None if any(e is None for e in expected) else sum(expected)
+                bar = tqdm(total=total, unit="frame", desc=f"run ({self.workers} workers)", dynamic_ncols=True,
+                           file=sys.stderr)
+            self._last_assoc = -math.inf
+            with self._interrupts_between_messages():
+                while pool.running:
+                    for msg in pool.messages(timeout=0.5):
+                        self._take(msg, pool, bar)
+                    if self._interrupted:
+                        raise KeyboardInterrupt
+            if self.timer.frames == 0 and not self.worker_errors:
+                why = "; ".join(f"{c}: {err}" for c, (_, _, err) in self._group_stats.items() if err)
+                raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
+                                  "check the sources in the cams.yaml (URL, port, webcam index)")
+            t0 = time.perf_counter()
+            if self.links:
+                self.associator.link(store)
+            self.timer.add("associate", t0)
+        except KeyboardInterrupt:
+            interrupted = True
+            if bar is not None:
+                bar.close()
+                bar = None
+            self._wind_up_groups(pool)  # a second Ctrl-C raises out of it at once
+            raise
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if pool is not None:
+                pool.close()
+            reconnects = {c: n for c, (live, n, _) in self._group_stats.items() if live}
+            try:
+                self.summary = self._summary(time.perf_counter() - t_loop, t_loop - t_start, interrupted, {},
+                                             reconnects, {})
+            finally:
+                if self.store is not None:
+                    self.store.close(discard_if_empty=failed or interrupted)
+        return self.summary
+
+    @contextmanager
+    def _interrupts_between_messages(self):
+        """Ctrl-C / SIGTERM in the group loop only set ``_interrupted``, which the loop turns into KeyboardInterrupt
+        between messages: an interrupt inside a read of the queue's pipe would cut a message in half, and the
+        wind-up still reads the groups' last records. Signals ignored at start stay ignored; outside the main
+        thread nothing changes."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            self._interrupted = True
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, note)
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _take(self, msg, pool: WorkerPool, bar) -> None:
+        """Write one message of a group to the store (commits every commit_interval; links every associate_every)."""
+        store, timer = self.store, self.timer
+        t0 = time.perf_counter()
+        if isinstance(msg, GroupStep):
+            for rec in msg.records:
+                self._record(rec)
+            store.maybe_commit()
+            timer.frames += len(msg.records)
+            t0 = timer.add("store", t0)
+            if bar is not None:
+                bar.update(len(msg.records))
+            stream_time = max(r.timestamp for r in msg.records)
+            if stream_time - self._last_assoc >= self.associate_every:
+                if self._last_assoc > -math.inf and self.links:
+                    self.associator.link(store)
+                self._last_assoc = stream_time
+                timer.add("associate", t0)
+        elif isinstance(msg, CamerasEnded):
+            for cam, ids in msg.finished.items():
+                store.end_tracks(cam, ids)
+                self._open_ids[cam].difference_update(ids)
+            store.commit()
+            timer.add("store", t0)
+        elif isinstance(msg, GroupDone):
+            for stage, sec in msg.seconds.items():
+                timer.seconds[stage] += sec
+            self._cpu_children += msg.cpu_seconds
+            self._group_stats.update(msg.stats)
+        elif isinstance(msg, GroupFailed):
+            err = msg.error
+            why = one_line(err) if isinstance(err, GroupDied) else f"{type(err).__name__}: {one_line(err)}"
+            name = pool.describe(msg.group)
+            self.worker_errors[name] = why
+            print(f"error: {name} stopped: {why}; its tracks were ended, the other groups carry on", file=sys.stderr)
+            for cam in pool.groups[msg.group]:
+                store.end_tracks(cam.id, sorted(self._open_ids.pop(cam.id, ())))
+            store.commit()
+            timer.add("store", t0)
+
+    def _record(self, rec: FrameRecord) -> None:
+        """The store writes of one frame, in the order of the single-process loop (``_step``)."""
+        store = self.store
+        frame = rec.frame()
+        opened = self._open_ids[rec.camera_id]
+        for index, stamp, boxes in rec.interpolated:
+            store.record_frame(rec.frame(index, stamp), boxes, interpolated=True)
+            opened.update(int(i) for i in boxes.track_id[boxes.track_id >= 0])
+        store.record_frame(frame, rec.tracks)
+        opened.update(int(i) for i in rec.tracks.track_id[rec.tracks.track_id >= 0])
+        if len(rec.sample_rows):
+            store.add_samples(frame, rec.tracks.with_embedding(rec.sample_rows, rec.sample_embedding),
+                              rec.sample_rows, list(rec.crops))
+        if rec.finished:
+            store.end_tracks(rec.camera_id, rec.finished)
+            opened.difference_update(rec.finished)
+
+    def _wind_up_groups(self, pool: WorkerPool | None, timeout: float = 60.0) -> None:
+        """After Ctrl-C / SIGTERM: every group ends its tracks; their last records are written, identities linked."""
+        if self.run_id is None or self.store is None or pool is None:
+            return
+        print("interrupted: ending tracks and linking identities (Ctrl-C again to stop at once)", file=sys.stderr)
+        pool.request_stop()
+        deadline = time.monotonic() + timeout
+        while pool.running and time.monotonic() < deadline:
+            for msg in pool.messages(timeout=0.5):
+                self._take(msg, pool, None)
+        for cam, ids in self._open_ids.items():  # groups that did not answer in time
+            self.store.end_tracks(cam, sorted(ids))
+        self.store.commit()
+        if self.links:
+            self.associator.link(self.store)
+
     def _summary(self, seconds: float, setup: float, interrupted: bool, videos: dict[str, str],
                  reconnects: dict[str, int], video_errors: dict[str, str]) -> RunSummary:
         run_id = -1 if self.run_id is None else self.run_id
@@ -394,18 +616,22 @@ class Runner:
                 pass
         ms = self.timer.ms_per_frame()
         ordered = {k: ms.get(k, 0.0) for k in STAGES} | {k: v for k, v in ms.items() if k not in STAGES}
+        cpu = time.process_time() - self._cpu0 + self._cpu_children
         return RunSummary(str(self.backend.display), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
                           seconds, setup, ordered, counts.tracks, counts.samples, counts.identities,
-                          counts.cross_camera, interrupted, videos, reconnects, video_errors, self.links)
+                          counts.cross_camera, interrupted, videos, reconnects, video_errors, self.workers, cpu,
+                          dict(self.worker_errors), self.links)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",
                  max_frames: int | None = None, save_video: str | Path | None = None,
-                 progress: bool = True) -> RunSummary:
+                 progress: bool = True, workers: int = 1) -> RunSummary:
     """Run the pipeline over every camera of ``config`` (a PipelineConfig or a cams.yaml path).
 
     db_path: store file (default: config.store.path). max_frames: stop each camera after this
-    many frames. save_video: folder for one annotated MP4 per camera. Returns a RunSummary.
+    many frames. save_video: folder for one annotated MP4 per camera. workers: process groups the
+    cameras are split into (1: this process does everything; > 1: a calling script needs the
+    ``if __name__ == "__main__":`` guard, as for any multiprocessing spawn). Returns a RunSummary.
     """
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
-    return Runner(cfg, db_path, device, max_frames, save_video, progress).run()
+    return Runner(cfg, db_path, device, max_frames, save_video, progress, workers=workers).run()

@@ -1,7 +1,7 @@
 """Embedding throughput (crops/s) of every re-ID network on the current device.
 
     python -m reid_models.bench [--models bot_r50 mfa_r50] [--batch-sizes 1 8 32] \
-        [--device auto|cpu|cuda] [--iters 20] [--input-size 256 128]
+        [--device auto|cpu|cuda] [--iters 20] [--input-size 256 128] [--dtypes fp32 fp16 bf16] [--json FILE]
 
 Each model is built with random weights (throughput does not depend on them) in eval mode with
 channels_last memory format, and timed on a random batch after warm-up: fp32 everywhere, plus
@@ -32,6 +32,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--dtypes", nargs="+", default=None, choices=tuple(DTYPES),
                         help="default: fp32 on CPU; fp32 fp16 bf16 on CUDA")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE as JSON")
     return parser
 
 

@@ -1,13 +1,13 @@
 """Command line: ``python -m pipeline run | query | export | eval | bench | adapt | reembed | associate``.
 
     python -m pipeline run --cameras streams/demo.yaml [--db PATH] [--device auto|cpu|cuda]
-                           [--max-frames N] [--save-video DIR]
+                           [--max-frames N] [--save-video DIR] [--workers N]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D] [--exact]
     python -m pipeline index --db PATH [--rebuild]
     python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
-    python -m pipeline bench [--frames N] [--cameras 1 2 4] [--device D] [--imgsz PX]
+    python -m pipeline bench [--frames N] [--cameras 1 4 16] [--workers N] [--device D] [--imgsz PX] [--out DIR]
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
     python -m pipeline bench --query --samples N --dim D [--out DIR] [--json FILE]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
@@ -19,6 +19,7 @@
     python -m pipeline forget --db PATH --identity G
     python -m pipeline export --db PATH --format evidence --identity G --out DIR [--query-image IMG]
     python -m pipeline verify DIR [--key KEYFILE]
+    python -m pipeline serve --db PATH [--host 127.0.0.1] [--port 8000] [--tls-cert PEM --tls-key PEM]
     python -m pipeline associate --db PATH|URL [--config CAMS_YAML] [--follow] [--interval S]
     python -m pipeline bench --store [--db PATH|URL] [--rows N]
 
@@ -55,6 +56,7 @@ from .commands import (
     cmd_query,
     cmd_reembed,
     cmd_run,
+    cmd_serve,
     cmd_users,
     cmd_verify,
 )
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     r.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop each camera after N frames")
     r.add_argument("--save-video", metavar="DIR", help="write DIR/<camera>.mp4 with boxes and ids")
+    r.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="split the cameras into N process groups, each with its own models (default 1: one process)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
@@ -166,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics.json and <camera>_identity.png (default eval_results)")
     v.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="frames/s and per-stage ms on the demo clip for 1, 2, 4 cameras; "
+    b = sub.add_parser("bench", help="frames/s, CPU%% and per-stage ms on the demo clip for 1, 4, 16 cameras; "
                                      "--accuracy: MOTA/IDF1/HOTA against ultralytics and BoxMOT trackers; "
                                      "--query: search latency and recall on a synthetic store")
     b.add_argument("--store", action="store_true",
@@ -180,9 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "truth (../shared/data/mot15/PETS09-S2L1)")
     b.add_argument("--frames", type=_positive_int, default=None, metavar="N",
                    help="frames per camera (default 30; --accuracy: the whole clip)")
-    b.add_argument("--out", default=None, metavar="DIR", help="--accuracy: folder for bench.json (default runs/bench); "
-                                                                  "--query: folder of the store (runs/bench-query)")
-    b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 2, 4], metavar="N")
+    b.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for speed.json (--accuracy: bench.json, default runs/bench; "
+                        "--query: the store's folder, default runs/bench-query)")
+    b.add_argument("--cameras", type=_positive_int, nargs="+", default=[1, 4, 16], metavar="N",
+                   help="camera counts to measure (default 1 4 16)")
+    b.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="process groups the cameras are split into (at most one per camera; default 1)")
     b.add_argument("--device", default="auto")
     b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
     b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")
@@ -263,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("folder", metavar="DIR")
     ve.add_argument("--key", metavar="KEYFILE", help="the store's <db>.evidence-key (default: beside the store)")
     ve.set_defaults(func=cmd_verify)
+
+    w = sub.add_parser("serve", help="the operator web app: search, identities, cameras, users (log in required)")
+    w.add_argument("--db", required=True, help="store written by `run` (read while a run writes it)")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=_positive_int, default=8000)
+    w.add_argument("--tls-cert", metavar="PEM", help="certificate file: serve HTTPS (with --tls-key)")
+    w.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
+    w.add_argument("--device", default="auto", help="device of the query embedder")
+    w.set_defaults(func=cmd_serve)
     return p
 
 

@@ -20,13 +20,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
 
     cfg = load_config(args.cameras)  # ConfigError -> one line, before any model is loaded
+    if args.workers > len(cfg.cameras):
+        raise CliError(f"--workers {args.workers} but {args.cameras} has {len(cfg.cameras)} camera(s): "
+                       f"use at most --workers {len(cfg.cameras)}")
+    if args.workers > 1 and args.save_video is not None:
+        raise CliError("--save-video needs --workers 1 (the annotated videos are written by one process)")
     from pipeline.runner import Runner
 
     def _sigterm(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _sigterm)
     runner = Runner(cfg, db_path=args.db, device=args.device, max_frames=args.max_frames,
-                    save_video=args.save_video, progress=not args.quiet)
+                    save_video=args.save_video, progress=not args.quiet, workers=args.workers)
     try:
         summary = runner.run()
     except KeyboardInterrupt:
@@ -36,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(summary.format())
     for cam, why in summary.video_errors.items():  # the store is complete; the video asked for is not
         print(f"error: video of camera {cam} could not be written: {why}", file=sys.stderr)
-    return 1 if summary.video_errors else 0
+    return 1 if summary.video_errors or summary.worker_errors else 0  # worker errors were printed as they came
 
 
 def read_query_image(path: str | Path, box: Sequence[float] | None = None):
@@ -218,7 +223,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_bench
 
     print(run_bench(frames=args.frames or 30, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
-                    clip=args.clip))
+                    clip=args.clip, workers=args.workers, out=args.out))
     return 0
 
 
@@ -398,3 +403,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdict = evidence.verify_evidence(args.folder, key=args.key)
     print(verdict.message)
     return 0 if verdict.ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.store import require_store
+
+    require_store(args.db)  # "no store at ..." before the web stack is imported
+    from pipeline.web.serve import serve
+
+    serve(args.db, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, device=args.device)
+    return 0

@@ -13,9 +13,10 @@ from .schema import (
     StoreConfig,
     TrackerConfig,
     TransitRule,
+    WebConfig,
 )
 
 __all__ = ["URL_SCHEMES", "AssociationConfig", "CameraConfig", "ConfigError", "DetectorConfig", "EmbedderConfig",
            "FieldError", "PipelineConfig", "RetentionConfig", "SearchConfig", "StoreConfig", "TrackerConfig",
-           "TransitRule",
+           "TransitRule", "WebConfig",
            "config_from_dict", "config_to_dict", "load_association", "load_config"]

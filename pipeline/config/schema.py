@@ -328,6 +328,38 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The operator web app (``python -m pipeline serve``); not part of a cams.yaml.
+
+    session_idle_minutes / session_max_hours: a session ends after this long unused / in all (> 0).
+    login_failures / login_window_seconds: that many failed logins per user name or client address
+    within the window block further tries until the window has passed (>= 1, > 0).
+    upload_max_bytes: largest query photo accepted (>= 1024). page_size: identities per result
+    page (>= 1). segment_max_frames: longest video segment cut for one sighting, frames (>= 1).
+    """
+
+    session_idle_minutes: float = 30.0
+    session_max_hours: float = 12.0
+    login_failures: int = 5
+    login_window_seconds: float = 300.0
+    upload_max_bytes: int = 10 * 1024 * 1024
+    page_size: int = 10
+    segment_max_frames: int = 300
+
+    def __post_init__(self) -> None:
+        o = "WebConfig"
+        _set(self, "session_idle_minutes", c.number(o, "session_idle_minutes", self.session_idle_minutes, lo=0,
+                                                    lo_open=True))
+        _set(self, "session_max_hours", c.number(o, "session_max_hours", self.session_max_hours, lo=0, lo_open=True))
+        _set(self, "login_failures", c.integer(o, "login_failures", self.login_failures, lo=1))
+        _set(self, "login_window_seconds", c.number(o, "login_window_seconds", self.login_window_seconds, lo=0,
+                                                    lo_open=True))
+        _set(self, "upload_max_bytes", c.integer(o, "upload_max_bytes", self.upload_max_bytes, lo=1024))
+        _set(self, "page_size", c.integer(o, "page_size", self.page_size, lo=1))
+        _set(self, "segment_max_frames", c.integer(o, "segment_max_frames", self.segment_max_frames, lo=1))
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """The whole cams.yaml: cameras (at least one, unique ids) and one section per stage."""
 

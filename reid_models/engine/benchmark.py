@@ -12,8 +12,11 @@ seconds. The counter reports FLOPs (a multiply-add = 2 FLOPs); papers quote mult
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -152,4 +155,10 @@ def main(args: argparse.Namespace) -> list[BenchResult]:
                     args.channels_last)
     print()
     print(format_table(results, device_description(device)))
+    if getattr(args, "json", None):
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"device": device_description(device),
+                                   "results": [dataclasses.asdict(r) for r in results]}, indent=2))
+        print(f"wrote {out}")
     return results

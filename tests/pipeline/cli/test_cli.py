@@ -163,14 +163,21 @@ def test_export_writes_files(demo_run, tmp_path, fmt, capsys):
 
 
 @pytest.mark.slow
-def test_bench_prints_a_table_per_camera_count(capsys):
-    assert main(["bench", "--frames", "3", "--cameras", "1", "2", "--device", "cpu"]) == 0
+def test_bench_prints_a_table_per_camera_count(capsys, tmp_path):
+    """1 and 2 cameras with --workers 2 (one group for one camera, two for two); speed.json has the same rows."""
+    assert main(["bench", "--frames", "3", "--cameras", "1", "2", "--workers", "2", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("pipeline bench: vtest.avi, 3 frames per camera")
-    assert lines[1].split()[:4] == ["cameras", "frames", "seconds", "frames/s"] and "detect" in lines[1]
-    rows = [line.split() for line in lines[3:]]
-    assert [(r[0], r[1]) for r in rows] == [("1", "3"), ("2", "6")]
-    assert all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)  # frames/s, detect ms
+    assert lines[1].split()[:8] == ["cameras", "workers", "frames", "seconds", "frames/s", "per-cam", "CPU%", "GPU%"]
+    assert "detect" in lines[1]
+    rows = [line.split() for line in lines[3:-1]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("1", "1", "3"), ("2", "2", "6")]
+    assert all(float(r[4]) > 0 and float(r[6]) > 0 and r[7] == "n/a" and float(r[9]) > 0 for r in rows)
+    assert lines[-1] == f"wrote {tmp_path / 'speed.json'}"
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert [(r["cameras"], r["workers"], r["frames"]) for r in saved["rows"]] == [(1, 1, 3), (2, 2, 6)]
+    assert saved["device"] == "cpu" and all(r["gpu_percent"] is None and r["cpu_percent"] > 0 for r in saved["rows"])
 
 
 @pytest.mark.slow

@@ -18,6 +18,18 @@ def test_bench_prints_crops_per_second(capsys):
     assert "| bot_r50 | 25.05 | 1 | fp32 |" in out
 
 
+def test_bench_writes_its_results_as_json(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "sub" / "reid.json"
+    main(get_args_parser().parse_args(["--models", "bot_r50", "--batch-sizes", "1", "--iters", "1", "--warmup", "0",
+                                       "--input-size", "64", "32", "--device", "cpu", "--json", str(path)]))
+    saved = json.loads(path.read_text())
+    assert saved["device"].startswith("CPU, ") and [r["model"] for r in saved["results"]] == ["bot_r50"]
+    assert saved["results"][0]["crops_per_s"] > 0 and saved["results"][0]["dtype"] == "fp32"
+    assert f"wrote {path}" in capsys.readouterr().out
+
+
 def test_bench_rejects_half_precision_on_cpu():
     with pytest.raises(UserError, match="fp16/bf16 are measured on CUDA only"):
         main(get_args_parser().parse_args(["--models", "bot_r50", "--device", "cpu", "--dtypes", "fp16"]))

@@ -1,0 +1,454 @@
+"""Many cameras per machine: ``run --workers N`` splits the cameras into N process groups.
+
+Each group is a child process (multiprocessing *spawn*) that reads, detects, tracks, samples and
+embeds its own cameras with its own models on its device, batching frames across its cameras, as the
+single-process run loop does. It never opens the store: it sends typed record batches over one
+bounded queue to the parent, which holds the store's writer lock and its only writer, commits every
+``store.commit_interval`` seconds and links identities over all groups (see :mod:`pipeline.runner`).
+Local track ids are per camera (each tracker owns its counter) and store rows are keyed by
+(run, camera, local id), so groups never clash.
+
+    pool = WorkerPool(cfg, split_cameras(cfg.cameras, 2), device="cpu")
+    ready = pool.start()            # GroupReady per group; a group's start-up error is raised here
+    pool.go()
+    while pool.running:
+        for msg in pool.messages(timeout=0.5):   # GroupStep | CamerasEnded | GroupDone | GroupFailed
+            ...
+    pool.close()
+
+Children ignore SIGINT (the parent decides: :meth:`WorkerPool.request_stop` makes every group end
+its tracks and report them); they die with the parent (Linux ``PR_SET_PDEATHSIG``, and a parent-pid
+check while they wait), so ``kill -9`` of the parent leaves no orphan. A child that dies or raises is
+reported as a :class:`GroupFailed`. As with any multiprocessing *spawn*, a script that starts a run with
+``workers > 1`` needs the ``if __name__ == "__main__":`` guard (the children import the main module).
+Torch's intra-op threads are split between the groups (``max(1, cores // N)`` each) so that the groups
+do not fight over the cores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import AssociationConfig, CameraConfig, PipelineConfig
+from pipeline.ingest import MultiCameraReader
+from pipeline.stages.build import Stages, build_stages
+from pipeline.types import Detections, Frame
+
+GROUP_STAGES = ("read", "detect", "track", "embed", "send")
+"""Stages a group times (seconds summed per stage; ``send``: waiting for room in the queue)."""
+_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
+
+
+# ------------------------------------------------------------------ messages (child -> parent)
+@dataclass(frozen=True)
+class FrameRecord:
+    """What one frame of one camera adds to the store (no image).
+
+    tracks: boxes of tracked persons in frame pixels (``track_id >= 0`` are recorded).
+    interpolated: (frame index, timestamp, boxes) the tracker filled in for frames it had missed.
+    sample_rows: (K,) rows of ``tracks`` sampled; sample_embedding: (K, D) float32 unit-norm;
+    crops: K BGR uint8 crops (the store keeps them as thumbnails).
+    finished: local ids of tracks that ended at this frame.
+    """
+
+    camera_id: str
+    index: int
+    timestamp: float
+    origin: tuple[int, int]
+    tracks: Detections
+    interpolated: tuple[tuple[int, float, Detections], ...]
+    sample_rows: np.ndarray
+    sample_embedding: np.ndarray
+    crops: tuple[np.ndarray, ...]
+    finished: tuple[int, ...]
+
+    def frame(self, index: int | None = None, timestamp: float | None = None) -> Frame:
+        """The Frame (without its image) the store records these boxes under."""
+        return Frame(self.camera_id, self.index if index is None else index,
+                     self.timestamp if timestamp is None else timestamp, _NO_IMAGE, self.origin)
+
+
+@dataclass(frozen=True)
+class GroupReady:
+    """A group loaded its models and opened its cameras; metas: camera id -> reader meta."""
+
+    group: int
+    embedder_id: str
+    embedding_dim: int
+    embedder_spec: dict
+    metas: dict[str, dict]
+
+
+@dataclass(frozen=True)
+class GroupStep:
+    """The records of one loop step of a group (at most one frame per camera)."""
+
+    group: int
+    records: tuple[FrameRecord, ...]
+
+
+@dataclass(frozen=True)
+class CamerasEnded:
+    """Cameras of a group that ended (or reached max_frames, or were stopped): camera -> local ids it finished."""
+
+    group: int
+    finished: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class GroupDone:
+    """A group ended normally. frames: frames it processed; seconds: stage -> wall seconds (GROUP_STAGES);
+    cpu_seconds: CPU time of the process during its loop; stats: camera -> (is_live, reconnects, last_error)."""
+
+    group: int
+    frames: int
+    seconds: dict[str, float]
+    cpu_seconds: float
+    stats: dict[str, tuple[bool, int, str | None]]
+
+
+@dataclass(frozen=True)
+class GroupFailed:
+    """A group stopped by an error (``error``, picklable) or died (``error`` a RuntimeError saying how)."""
+
+    group: int
+    error: BaseException
+    started: bool  # False: it failed while loading its models or opening its cameras
+
+
+class GroupDied(RuntimeError):
+    """A group's process ended without a word (killed, crashed in native code); the message says how."""
+
+
+Message = GroupReady | GroupStep | CamerasEnded | GroupDone | GroupFailed
+
+
+# ------------------------------------------------------------------ splitting
+def split_cameras(cameras: Sequence[CameraConfig], workers: int) -> list[tuple[CameraConfig, ...]]:
+    """``workers`` groups of consecutive cameras whose sizes differ by at most one (1 <= workers <= cameras)."""
+    if not 1 <= workers <= len(cameras):
+        raise ValueError(f"workers must be between 1 and the {len(cameras)} camera(s), got {workers}")
+    size, extra = divmod(len(cameras), workers)
+    groups, start = [], 0
+    for k in range(workers):
+        end = start + size + (k < extra)
+        groups.append(tuple(cameras[start:end]))
+        start = end
+    return groups
+
+
+def threads_per_group(workers: int) -> int:
+    """Torch intra-op threads for each of ``workers`` groups: the cores this process may use, shared out."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def describe_group(index: int, cameras: Sequence[CameraConfig]) -> str:
+    return f"worker group {index + 1} (camera{'s' if len(cameras) > 1 else ''} {', '.join(c.id for c in cameras)})"
+
+
+# ------------------------------------------------------------------ the work of one group
+class CameraGroup:
+    """ingest -> detect -> track -> sample + embed for a group's cameras, producing records, never writing.
+
+    The steps are those of the single-process run loop (``Runner._step``), minus the store.
+    """
+
+    def __init__(self, index: int, stages: Stages, reader: MultiCameraReader, max_frames: int | None) -> None:
+        self.index, self.stages, self.reader, self.max_frames = index, stages, reader, max_frames
+        self.trackers = {}
+        self.recent: dict[str, deque] = {}
+        for cam_id, r in reader.readers.items():
+            fps = float(r.meta.get("fps") or 10.0) / r.camera.stride
+            self.trackers[cam_id] = stages.tracker(frame_rate=fps)
+            self.recent[cam_id] = deque(maxlen=self.trackers[cam_id].max_gap + 2)  # (index, time) of frames
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.frames = 0
+        self.done: set[str] = set()
+
+    def _add(self, stage: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - t0
+        return now
+
+    def run(self, send: Callable[[Message], None], stopping: Callable[[], bool]) -> None:
+        """Loop until every camera ended (or reached max_frames) or ``stopping()``; then finish every track."""
+        reader, counts = self.reader, defaultdict(int)
+        t0 = time.perf_counter()
+        while not reader.finished and not stopping():
+            batch = reader.next_batch(timeout=0.5)
+            if self.max_frames is not None:
+                batch = [f for f in batch if counts[f.camera_id] < self.max_frames]
+            for f in batch:
+                counts[f.camera_id] += 1
+            t0 = self._add("read", t0)
+            if batch:
+                records = self.step(batch)
+                self.frames += len(batch)
+                t0 = time.perf_counter()
+                send(GroupStep(self.index, records))
+                t0 = self._add("send", t0)
+            ended = [c for c, r in reader.readers.items() if c not in self.done
+                     and (r.ended or (self.max_frames is not None and counts[c] >= self.max_frames))]
+            if ended:
+                self.finish(ended, send)
+                t0 = time.perf_counter()
+            if self.max_frames is not None and len(self.done) == len(reader.readers):
+                break
+        rest = [c for c in self.trackers if c not in self.done]
+        if rest:
+            self.finish(rest, send)
+
+    def step(self, batch: list[Frame]) -> tuple[FrameRecord, ...]:
+        stages = self.stages
+        t0 = time.perf_counter()
+        dets = stages.detect(batch)
+        t0 = self._add("detect", t0)
+        tracked = [self.trackers[f.camera_id].update(d, f.image) for f, d in zip(batch, dets)]
+        filled = {f.camera_id: self.trackers[f.camera_id].pop_interpolated() for f in batch}
+        finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}
+        t0 = self._add("track", t0)
+        taken = [stages.sampler.take(f, t) for f, t in zip(batch, tracked)]
+        emb = stages.embedder([c for _, crops in taken for c in crops])
+        self._add("embed", t0)
+        records, k = [], 0
+        for f, t, (rows, crops) in zip(batch, tracked, taken):
+            recent = self.recent[f.camera_id]
+            recent.append((f.index, f.timestamp))
+            interpolated = tuple((*recent[-1 - ago], boxes) for ago, boxes in filled[f.camera_id] if ago < len(recent))
+            ended = tuple(int(i) for i in finished[f.camera_id])
+            records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, t, interpolated,
+                                       np.asarray(rows, np.int64), emb[k:k + len(rows)],
+                                       tuple(np.ascontiguousarray(c) for c in crops), ended))
+            k += len(rows)
+            if ended:
+                stages.sampler.forget(f.camera_id, ended)
+        return tuple(records)
+
+    def finish(self, cameras: list[str], send: Callable[[Message], None]) -> None:
+        finished = {}
+        for cam in cameras:
+            ids = self.trackers[cam].finish_all()
+            self.stages.sampler.forget(cam, ids)
+            finished[cam] = tuple(int(i) for i in ids)
+        self.done.update(cameras)
+        send(CamerasEnded(self.index, finished))
+
+
+# ------------------------------------------------------------------ the child process
+@dataclass(frozen=True)
+class GroupSpec:
+    """What a child needs: its index, the config with only its cameras, device, max_frames, torch threads."""
+
+    index: int
+    config: PipelineConfig
+    device: str
+    max_frames: int | None
+    threads: int
+    parent_pid: int
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when the parent dies (a parent-pid check covers the rest)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _picklable(error: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any exception must reach the parent as something
+        from reid_models.common import one_line
+
+        return RuntimeError(f"{type(error).__name__}: {one_line(error)}")
+
+
+def group_main(spec: GroupSpec, out, go, stop) -> None:
+    """Entry point of a group's process: open cameras, build models, say ready, wait for go, loop, say done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    _die_with_parent(spec.parent_pid)
+
+    def parent_gone() -> bool:
+        return os.getppid() != spec.parent_pid
+
+    def send(msg: Message) -> None:
+        while True:
+            try:
+                out.put(msg, timeout=0.5)
+                return
+            except queue.Full:
+                if parent_gone():
+                    os._exit(1)
+
+    started = False
+    reader = None
+    try:
+        import cv2
+        import torch
+
+        torch.set_num_threads(spec.threads)
+        cv2.setNumThreads(spec.threads)
+        reader = MultiCameraReader(spec.config.cameras).start()
+        stages = build_stages(spec.config, spec.device)
+        metas = {c.id: reader.readers[c.id].meta for c in spec.config.cameras}
+        shapes = {(m.get("height"), m.get("width")) for m in metas.values()}
+        shape = next(iter(shapes)) if len(shapes) == 1 and None not in next(iter(shapes)) else None
+        stages.warmup(shape, batch=len(metas))
+        emb = stages.embedder
+        send(GroupReady(spec.index, emb.embedder_id, emb.dim, emb.spec, metas))
+        while not go.wait(0.5):
+            if parent_gone() or stop.is_set():
+                os._exit(1)
+        started = True
+        group = CameraGroup(spec.index, stages, reader, spec.max_frames)
+        cpu0 = time.process_time()
+        group.run(send, stop.is_set)
+        reader.stop()
+        stats = {c: (r.camera.is_live, r.stats.reconnects, r.stats.last_error) for c, r in reader.readers.items()}
+        send(GroupDone(spec.index, group.frames, dict(group.seconds), time.process_time() - cpu0, stats))
+    except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, in one message
+        if reader is not None:
+            reader.stop()
+        send(GroupFailed(spec.index, _picklable(e), started))
+        out.close()
+        out.join_thread()
+        os._exit(1)
+
+
+# ------------------------------------------------------------------ the parent's side
+@dataclass
+class WorkerPool:
+    """The group processes of a run (see module docstring). ``groups``: cameras of each group."""
+
+    config: PipelineConfig
+    groups: list[tuple[CameraConfig, ...]]
+    device: str = "auto"
+    max_frames: int | None = None
+    queue_size: int = 0  # 0: 4 batches per group
+    _procs: list = field(default_factory=list, init=False)
+    _running: set[int] = field(default_factory=set, init=False)
+    _closed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._queue = ctx.Queue(maxsize=self.queue_size or 4 * len(self.groups))
+        self._go, self._stop = ctx.Event(), ctx.Event()
+        threads = threads_per_group(len(self.groups))
+        for k, cams in enumerate(self.groups):
+            cfg = dataclasses.replace(self.config, cameras=cams, association=AssociationConfig())
+            spec = GroupSpec(k, cfg, self.device, self.max_frames, threads, os.getpid())
+            self._procs.append(ctx.Process(target=group_main, args=(spec, self._queue, self._go, self._stop),
+                                           name=f"camreid-group-{k + 1}", daemon=True))
+
+    @property
+    def running(self) -> set[int]:
+        """Groups that neither ended nor failed."""
+        return set(self._running)
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [p.pid for p in self._procs]
+
+    def describe(self, group: int) -> str:
+        return describe_group(group, self.groups[group])
+
+    def start(self) -> list[GroupReady]:
+        """Start every group and wait until each has its models and cameras; a group that fails meanwhile
+        stops all of them and its error is raised (the same exception a single-process run raises)."""
+        for p in self._procs:
+            p.start()
+        self._running = set(range(len(self._procs)))
+        ready: dict[int, GroupReady] = {}
+        try:
+            while len(ready) < len(self._procs):
+                for msg in self.messages(timeout=0.5):
+                    if isinstance(msg, GroupFailed):
+                        raise msg.error
+                    if isinstance(msg, GroupReady):
+                        ready[msg.group] = msg
+        except BaseException:
+            self.close()
+            raise
+        return [ready[k] for k in range(len(self._procs))]
+
+    def go(self) -> None:
+        """Let every group start its frame loop (after the store has started the run)."""
+        self._go.set()
+
+    def request_stop(self) -> None:
+        """Ask every group to end its tracks, report them and stop (they answer CamerasEnded, GroupDone)."""
+        self._stop.set()
+
+    def _drain(self, timeout: float, limit: int = 256) -> list[Message]:
+        out: list[Message] = []
+        try:
+            out.append(self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait())
+            while len(out) < limit:
+                out.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        for msg in out:
+            if isinstance(msg, (GroupDone, GroupFailed)):
+                self._running.discard(msg.group)
+        return out
+
+    def messages(self, timeout: float = 0.5) -> list[Message]:
+        """Messages that arrived (waits up to ``timeout`` s for the first), plus a GroupFailed for each group
+        whose process died without saying why (killed, crashed in native code)."""
+        out = self._drain(timeout)
+        for k in sorted(self._running):
+            code = self._procs[k].exitcode
+            if code is None:
+                continue
+            out += self._drain(0, limit=10_000)  # everything it sent before dying is in the pipe now
+            if k in self._running:
+                how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                if not self._go.is_set():  # e.g. a script without the __main__ guard, re-run by spawn
+                    how += (" while starting (see its traceback above; a script that starts a run with workers > 1 "
+                            "needs the `if __name__ == \"__main__\":` guard of multiprocessing's spawn)")
+                out.append(GroupFailed(k, GroupDied(f"its process {how}"), self._go.is_set()))
+                self._running.discard(k)
+        return out
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every group: ask, wait up to ``timeout`` s (discarding what they still send), then terminate.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        alive = [p for p in self._procs if p.pid is not None]
+        while alive and time.monotonic() < deadline:
+            self._drain(0.05, limit=10_000)
+            alive = [p for p in alive if p.exitcode is None]
+        for p in alive:
+            p.terminate()
+        for p in alive:
+            p.join(2.0)
+            if p.exitcode is None:
+                p.kill()
+                p.join(2.0)
+        self._running.clear()
+        self._queue.close()
+        self._queue.cancel_join_thread()
