@@ -119,7 +119,10 @@ def test_two_workers_and_an_associator_store_what_one_sqlite_run_stores(pg_url, 
 @pytest.mark.skipif(not DET.is_file(), reason=f"public detections {DET} not found (../shared)")
 def test_a_second_worker_of_a_live_camera_is_refused(pg_url, tmp_path):
     cams = _configs(tmp_path)
-    first = _cli("run", "--cameras", str(cams["north"]), "--db", pg_url, "--device", "cpu")
+    long = yaml.safe_load(cams["north"].read_text())
+    long["cameras"][0].update(start_frame=0, end_frame=795)  # the whole clip: still running when refused
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(long))
+    first = _cli("run", "--cameras", str(tmp_path / "long.yaml"), "--db", pg_url, "--device", "cpu")
     try:
         for line in first.stderr:  # the progress bar starts once the run holds its cameras
             if "run:" in line or "frame" in line:
@@ -129,6 +132,7 @@ def test_a_second_worker_of_a_live_camera_is_refused(pg_url, tmp_path):
         assert rc == 2, (out, err)
         assert err.startswith("error: camera north of store postgresql://") and "camreid run 1 (pid " in err
         assert err.count("\n") == 1
+        assert first.poll() is None  # the first worker was live throughout
     finally:
         first.terminate()
         first.wait(120)
