@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ve = sub.add_parser("verify", help="check an evidence folder's file hashes and signature")
     ve.add_argument("folder", metavar="DIR")
-    ve.add_argument("--key", metavar="KEYFILE", help="the store's <db>.evidence-key (default: beside the store)")
+    ve.add_argument("--key", metavar="KEYFILE", help="the store's evidence key file (default: $CAMREID_EVIDENCE_KEY, <db>.evidence-key beside a "
+                         "store file, ~/.config/camreid/evidence-keys/ for a PostgreSQL store)")
     ve.set_defaults(func=cmd_verify)
 
     w = sub.add_parser("serve", help="the operator web app: search, identities, cameras, users (log in required)")
