@@ -43,10 +43,9 @@ def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, tls_cert: s
     """Open the store (StoreError in one line if it cannot be) and serve until Ctrl-C."""
     tls = check_tls(tls_cert, tls_key)
     from pipeline.access import users
+    from pipeline.store import is_url
 
     from .app import create_app
-
-    from pipeline.store import is_url
 
     shown = db
     if is_url(db):
