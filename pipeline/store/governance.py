@@ -10,7 +10,9 @@ they wait for the batch to commit, and the run's next batch waits for them. The 
 reads and writes inside one batch (``TrackStore.begin``) and links only tracks without an identity,
 so it never overwrites a correction. Erasure and retention (big deletes + VACUUM) are different:
 they run under the store's :class:`~.lock.WriterLock` (the CLI takes it and is refused while a run
-holds it; the run purges inside its own lock), never beside a writer.
+holds it; the run purges inside its own lock), never beside a writer. A PostgreSQL store has many
+writers at once: there they run beside them, in one transaction under the identities lock, deleting
+only rows no live run still writes (:mod:`pipeline.access.erasure`), then VACUUM outside it.
 """
 from __future__ import annotations
 
