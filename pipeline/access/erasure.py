@@ -93,6 +93,13 @@ def _exclusive(db: Path, writer_lock: WriterLock | None, what: str) -> tuple[Wri
         raise StoreBusyError(f"{what} needs the store to itself: {e}") from None
 
 
+def erase_from_index(db: str | Path) -> tuple[str, ...]:
+    """The one call erasure and retention make to the search index, after their deletes are committed:
+    :func:`pipeline.store.governance.drop_index_sidecars` (a store file's index is removed, rebuilt by
+    the next query; a PostgreSQL store's index plugs in there). Returns what was removed."""
+    return tuple(str(p) for p in drop_index_sidecars(db))
+
+
 def _check_claims(db: str, writer_lock) -> None:
     """A run's own PostgreSQL claims (WriterClaims) of store ``db``, when given."""
     if writer_lock is None:
@@ -122,11 +129,11 @@ def forget_identity(db: str | Path, gid: int, actor: str, writer_lock: WriterLoc
                 counts = g.forget_identity(int(gid))
                 audit_id = audit.append(g, actor, "forget", {"identity": int(gid), "counts": counts})
             compacted = g.compact()
-        removed = drop_index_sidecars(db)
+        removed = erase_from_index(db)
     finally:
         if taken:
             lock.release()
-    return ForgetReport(int(gid), counts, compacted, tuple(str(p) for p in removed), audit_id)
+    return ForgetReport(int(gid), counts, compacted, removed, audit_id)
 
 
 def _forget_shared(db: str, gid: int, actor: str, writer_lock) -> ForgetReport:
@@ -145,8 +152,8 @@ def _forget_shared(db: str, gid: int, actor: str, writer_lock) -> ForgetReport:
             counts = g.forget_identity(gid)
             audit_id = audit.append(g, actor, "forget", {"identity": gid, "counts": counts})
         compacted = g.compact(full=True)
-    removed = drop_index_sidecars(db)
-    return ForgetReport(gid, counts, compacted, tuple(str(p) for p in removed), audit_id)
+    removed = erase_from_index(db)
+    return ForgetReport(gid, counts, compacted, removed, audit_id)
 
 
 def cutoffs(retention: RetentionConfig, now: float) -> dict[str, float]:
@@ -185,11 +192,11 @@ def purge(db: str | Path, retention: RetentionConfig, actor: str, dry_run: bool 
         with GovernanceStore(db) as g:
             counts, audit_id = _purge_rows(g, cuts, actor, now)
             compacted = g.compact()
-        removed = drop_index_sidecars(db) if counts.get("samples") or counts.get("tracks") else []
+        removed = erase_from_index(db) if counts.get("samples") or counts.get("tracks") else ()
     finally:
         if taken:
             lock.release()
-    return PurgeReport(counts, cuts, False, compacted, tuple(str(p) for p in removed), audit_id)
+    return PurgeReport(counts, cuts, False, compacted, removed, audit_id)
 
 
 def _purge_rows(g: GovernanceStore, cuts: dict[str, float], actor: str, now: float) -> tuple[dict[str, int], int]:
@@ -220,8 +227,8 @@ def _purge_shared(db: str, retention: RetentionConfig, cuts: dict[str, float], a
                 return PurgeReport({}, cuts, False, skipped=f"retention was applied {now - float(last):.0f} s ago")
             counts, audit_id = _purge_rows(g, cuts, actor, now)
             compacted = g.compact(full=not by_run)
-    removed = drop_index_sidecars(db) if counts.get("samples") or counts.get("tracks") else []
-    return PurgeReport(counts, cuts, False, compacted, tuple(str(p) for p in removed), audit_id)
+    removed = erase_from_index(db) if counts.get("samples") or counts.get("tracks") else ()
+    return PurgeReport(counts, cuts, False, compacted, removed, audit_id)
 
 
 @dataclass
