@@ -6,7 +6,8 @@ VACUUMed and its WAL checkpointed and truncated, so neither a query, an export, 
 file's bytes find them. A PostgreSQL store: the deletes commit in one transaction, then the tables
 they touched are VACUUMed outside it (``VACUUM FULL``, which rewrites each table into new files, after
 ``forget`` and ``pipeline purge``; a plain ``VACUUM``, which prunes the dead rows and makes their space
-reusable without making writers wait, after a run's periodic retention); the server's WAL segments
+reusable without making writers wait, after a run's periodic retention; a table another session
+keeps in use for 30 s gets the plain one, and the report says so); the server's WAL segments
 and backups hold the old bytes until they are recycled (the DBA's retention). Every search-index
 sidecar beside the store is removed (:func:`pipeline.store.governance.drop_index_sidecars`, the one
 index hook) so the next query rebuilds it from what remains. The audit log records that it happened
@@ -53,7 +54,8 @@ class ForgetReport:
 
     def format(self) -> str:
         what = ", ".join(f"{n} {k}" for k, n in self.counts.items())
-        tail = "" if self.compacted else " (warning: a reader kept the WAL open; run purge again to compact)"
+        tail = "" if self.compacted else (" (warning: a reader kept the store busy, so its deleted rows' space is "
+                                          "not rewritten yet; run purge again to compact)")
         return f"erased identity {self.identity}: {what}; store vacuumed{tail}"
 
 

@@ -476,19 +476,35 @@ class GovernanceStore:
         row = self._con.execute("SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else json.loads(row[0])
 
-    def compact(self, full: bool = True) -> bool:
+    def compact(self, full: bool = True, lock_timeout: float = 30.0) -> bool:
         """SQLite: VACUUM + WAL truncate (see :func:`.schema.compact`); True if the WAL was emptied.
         PostgreSQL (outside any transaction: VACUUM cannot run inside one): ``VACUUM FULL`` (``full``:
         each table rewritten into new files, so deleted rows leave the table files; writers of that
         table wait for its rewrite) or plain ``VACUUM`` (dead rows pruned and their space reusable,
-        nothing waits) of the tables erasure and retention delete from, TOAST (thumbnails) included."""
+        nothing waits) of the tables erasure and retention delete from, TOAST (thumbnails) included.
+        A table another session keeps in use for ``lock_timeout`` s (a long query, a session left idle
+        in a transaction) gets a plain VACUUM instead, and the result is False (run purge again)."""
         if self._backend is None:
             return schema.compact(self._con)
         if self._con.in_transaction:
             raise StoreError("compact() inside a transaction: commit first (VACUUM cannot run in one)")
-        for table in ERASED_TABLES:
-            self._con.execute(f"VACUUM {'FULL ' if full else ''}{table}")
-        return True
+        rewritten = True
+        self._con.execute(f"SET lock_timeout = {int(lock_timeout * 1000)}")
+        try:
+            for table in ERASED_TABLES:
+                if not full:
+                    self._con.execute(f"VACUUM {table}")
+                    continue
+                try:
+                    self._con.execute(f"VACUUM FULL {table}")
+                except self._backend.errors as e:
+                    if getattr(e, "sqlstate", None) != "55P03":  # lock_not_available
+                        raise
+                    rewritten = False
+                    self._con.execute(f"VACUUM {table}")
+        finally:
+            self._con.execute("RESET lock_timeout")
+        return rewritten
 
     # ------------------------------------------------------------------ PostgreSQL guards
     def live_cameras(self, cameras: Sequence[str]) -> dict[str, str]:

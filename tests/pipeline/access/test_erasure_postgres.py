@@ -86,3 +86,25 @@ def test_purges_take_turns_and_a_runs_purge_skips_a_recent_one(pg_people):
         claims.release()
         holder.close()
     assert [e.action for e in audit.read(db)] == ["purge", "purge"] and audit.verify(db).ok  # skips write nothing
+
+
+def test_a_session_holding_a_table_delays_the_rewrite_not_the_erasure(pg_people):
+    """A long query (or a session idle in a transaction) on samples: forget still deletes and audits at once;
+    the VACUUM FULL of that table gives up after its lock timeout, a plain VACUUM runs, and it says so."""
+    import psycopg
+
+    from pipeline.store.governance import GovernanceStore
+
+    db = pg_people
+    with StoreReader(db) as r:
+        gid = r.tracks(track_ids=[1])[0].global_id
+    with psycopg.connect(db) as other:  # not autocommit: its transaction stays open
+        other.execute("SELECT COUNT(*) FROM samples").fetchone()
+        with GovernanceStore(db) as g:
+            with g.transaction():
+                g.forget_identity(gid)
+            assert g.compact(full=True, lock_timeout=0.3) is False
+        assert other.execute("SELECT COUNT(*) FROM samples WHERE track_id IN (1, 3)").fetchone() == (0,)
+        other.rollback()
+    with GovernanceStore(db) as g:
+        assert g.compact(full=True) is True
