@@ -17,6 +17,7 @@ from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.runner import STAGES
 from pipeline.store import StoreReader, WriterLock
+from tests.signals import default_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,7 +110,8 @@ def _start_run(cams: Path, db: Path, min_boxes: int = 20) -> tuple[subprocess.Po
     """Start `python -m pipeline run` and return once >= min_boxes boxes are committed (and how many)."""
     env = dict(os.environ, YOLO_OFFLINE="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--cameras", str(cams), "--device", "cpu",
-                             "--quiet"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--quiet"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     seen, deadline = 0, time.monotonic() + 150
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)

@@ -20,6 +20,7 @@ from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from pipeline.store import WriterLock
 from pipeline.workers import split_cameras, threads_per_group
+from tests.signals import default_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 DET = REPO.parent / "shared" / "data" / "mot15" / "PETS09-S2L1" / "det" / "det.txt"
@@ -128,7 +129,8 @@ def _start(cams: Path, db: Path, *args: str, min_boxes: int = 100) -> tuple[subp
     env = dict(os.environ, YOLO_OFFLINE="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--cameras", str(cams), "--db", str(db),
                              "--device", "cpu", "--quiet", "--workers", "2", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=default_sigint)
     seen, deadline = 0, time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None and seen < min_boxes:
         time.sleep(0.5)

@@ -21,6 +21,7 @@ import pytest
 from pipeline.config import CameraConfig
 from pipeline.ingest import CameraReader, IngestError, MultiCameraReader, list_images, seek_frame
 from tests.pipeline.ingest.mjpeg_server import MJPEGServer
+from tests.signals import default_sigint
 
 N_REF = 140  # reference frames decoded sequentially
 
@@ -300,7 +301,7 @@ def test_ctrl_c_stops_all_readers_within_a_second(vtest_path, clip_jpegs, tmp_pa
     repo = Path(__file__).resolve().parents[3]
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(vtest_path), *map(str, jpegs)], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(repo)})
+                            env={**os.environ, "PYTHONPATH": str(repo)}, preexec_fn=default_sigint)
     try:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(signal.SIGINT)
