@@ -91,7 +91,7 @@ def read_query_vector(path: str | Path, dim: int):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from pipeline.store import StoreReader
+    from pipeline.store import StoreReader, is_url
 
     with StoreReader(args.db) as store:  # "no store at ..." before the image and the embedder
         if args.since is not None and args.until is not None and args.since > args.until:
@@ -124,7 +124,8 @@ def cmd_query(args: argparse.Namespace) -> int:
                                   top=args.top, method="exact" if args.exact else "auto", info=info)
         if info.get("index"):
             print(f"note: {info['index']}; searched the store directly (exact, slower on a large store): "
-                  f"python -m pipeline index --db {args.db} builds it", file=sys.stderr)
+                  f"python -m pipeline index --db {store.path if is_url(args.db) else args.db} builds it",
+                  file=sys.stderr)
         from pipeline.access.audit import search_details
 
         query_bytes = Path(args.image if args.vector is None else args.vector).read_bytes()
