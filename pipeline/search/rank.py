@@ -18,9 +18,8 @@ scores are exact and only which identities make the top can differ from brute fo
 """
 from __future__ import annotations
 
-import itertools
-
 import contextlib
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field

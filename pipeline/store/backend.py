@@ -41,10 +41,9 @@ def sidecar_base(db: str | Path) -> Path:
     of one machine querying one database shares one copy; each machine keeps its own."""
     if not is_url(db):
         return Path(db)
-    from urllib.parse import parse_qsl, urlsplit
-
     import hashlib
     import os
+    from urllib.parse import parse_qsl, urlsplit
 
     parts = urlsplit(str(db).strip())
     query = {k: v for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr", "port", "dbname", "options")}
