@@ -202,13 +202,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print(run_store_bench(args.db, frames=args.rows))
         return 0
-    if args.db:
-        raise CliError("--db is for bench --store only")
+    from pipeline.store import is_url
+
+    if args.db and not (args.query and len(args.db) == 1 and is_url(args.db[0])):
+        raise CliError("--db is for bench --store, or one postgresql:// URL for bench --query")
     if args.query:
         from pipeline.bench_query import format_figures, run_query_bench
 
         figures = run_query_bench(args.samples, args.dim, out_dir=args.out or "runs/bench-query",
-                                  queries=args.queries, json_path=args.json, reuse=args.reuse)
+                                  queries=args.queries, json_path=args.json, reuse=args.reuse,
+                                  url=args.db[0] if args.db else None)
         print(format_figures(figures))
         if args.json:
             print(f"wrote {args.json}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pipeline.search.index as ix
-from pipeline.bench_query import build_store, make_queries
+from pipeline.bench_query import build_store, make_queries, run_query_bench
 from pipeline.search import search_tracks
 from pipeline.search.index import SearchIndex, index_dir, remove_samples, update_index
 from pipeline.store import StoreReader, sidecar_base
@@ -134,3 +134,13 @@ def test_remove_samples_and_deletions_on_the_server(pg_url, local_index):
     assert report.rebuilt and report.rows == int(sql(pg_url, "SELECT COUNT(*) FROM samples")[0][0]) < 1200
     with StoreReader(pg_url) as store:
         assert SearchIndex.open(store)[1] == ""
+
+
+def test_bench_query_on_a_postgresql_server(pg_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMREID_INDEX_DIR", str(tmp_path / "unused"))  # the bench sets its own; restored after
+    figures = run_query_bench(3000, 16, out_dir=tmp_path / "b", queries=4, progress=False, url=pg_server)
+    assert figures["store"].endswith("dropped)") and figures["samples"] == 3000 and figures["store_mib"] > 0
+    for section in ("unfiltered", "filtered"):
+        assert figures[section]["recall_at_10"] == 1.0  # below the ANN size: exact through the index
+    assert figures["cold_query_s"] > 0 and figures["index"].startswith(str((tmp_path / "b" / "index").resolve()))
+    assert not any((tmp_path / "b" / "index").iterdir())  # the local index went with the schema
