@@ -204,7 +204,7 @@ def run_query_bench(samples: int, dim: int, out_dir: str | Path = "runs/bench-qu
                     json_path: str | Path | None = None, progress: bool = True, reuse: bool = False,
                     url: str | None = None) -> dict:
     """Build (or with ``reuse``, keep) the synthetic store in ``out_dir`` and measure it (module docstring).
-    ``url``: a PostgreSQL server instead: the store goes into a temporary schema ``camreid_bench_<pid>``
+    ``url``: a PostgreSQL server instead: the store goes into a temporary schema ``camreid_bench_query_<pid>``
     (dropped after) and its local index into ``out_dir/index`` ($CAMREID_INDEX_DIR for the bench).
     Returns the figures; also written to ``json_path`` when given."""
     out = Path(out_dir)
@@ -214,14 +214,14 @@ def run_query_bench(samples: int, dim: int, out_dir: str | Path = "runs/bench-qu
                                 reuse)
     import shutil
 
-    from pipeline.bench_store import _bench_schema_url
     from pipeline.store import open_backend
 
     if reuse:
         from reid_models.common import UserError
 
         raise UserError("bench --query --reuse keeps a store file: without --db")
-    schema_url, name = _bench_schema_url(url)
+    name = f"camreid_bench_query_{os.getpid()}"
+    schema_url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
     os.environ["CAMREID_INDEX_DIR"] = str((out / "index").resolve())
     con = open_backend(url).connect(readonly=False, purpose="bench")
     try:
@@ -309,5 +309,6 @@ def format_figures(f: dict) -> str:
         ms("unfiltered"),
         ms("filtered") + f"; filter camera {flt['camera']} + window: {flt['samples']} samples "
         f"({100 * flt['fraction']:.2f}%)",
-        f"store left at {f['store']} (query it: {f['query_command']})",
+        (f"store {f['store']}" if "dropped" in str(f["store"]) else
+         f"store left at {f['store']} (query it: {f['query_command']})"),
     ])

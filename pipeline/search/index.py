@@ -19,6 +19,14 @@ Staleness: an index whose fingerprint differs from the store's (another embedder
 reembed``, another store file at the path) is ignored by queries and rebuilt by :func:`update_index`.
 Samples committed after the watermark are read from the store by each query (exactly), so a
 query never misses a committed sample and never reads the whole store into RAM.
+
+PostgreSQL stores: the folder is local to the machine that queries (:func:`pipeline.store.sidecar_base`,
+``$CAMREID_INDEX_DIR``), updated incrementally from the server. Several writers commit sample ids out
+of order, so ``meta.json`` also lists ``pending`` id ranges below the watermark seen missing: queries
+read them from the store, updates index what arrived in them and give a range up once every
+transaction running when it was seen has ended (:func:`_append_columns`). Other machines erase there,
+so a query first checks the store's sample count below the watermark (:meth:`SearchIndex.deleted_since`)
+and ignores an index holding a deleted sample.
 """
 from __future__ import annotations
 
