@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows/s the store writes: a temporary SQLite file and each --db (file or postgresql:// URL)")
     b.add_argument("--db", action="append", default=[], metavar="PATH|URL",
                    help="--store: also this store (PostgreSQL: into a temporary schema, dropped after); --query: "
-                        "build the synthetic store on this PostgreSQL server instead (a temporary schema, dropped after)")
+                        "build the synthetic store on this PostgreSQL server instead (temporary schema, dropped after)")
     b.add_argument("--rows", type=_positive_int, default=2000, metavar="N",
                    help="--store: frames to write (x 8 tracks)")
     b.add_argument("--accuracy", action="store_true",
