@@ -144,3 +144,22 @@ def test_bench_query_on_a_postgresql_server(pg_server, tmp_path, monkeypatch):
         assert figures[section]["recall_at_10"] == 1.0  # below the ANN size: exact through the index
     assert figures["cold_query_s"] > 0 and figures["index"].startswith(str((tmp_path / "b" / "index").resolve()))
     assert not any((tmp_path / "b" / "index").iterdir())  # the local index went with the schema
+
+
+def test_index_and_query_commands_take_a_url_and_index_dir(pg_url, local_index, tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.store.governance import drop_index_sidecars
+
+    layout = build_store(pg_url, 1500, 16, progress=False)
+    vector = tmp_path / "q.npy"
+    np.save(vector, make_queries(layout, 1, seed=4)[0])
+    folder = tmp_path / "mine"
+    assert main(["index", "--db", pg_url, "--quiet", "--index-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "1500 samples, rebuilt" in out and str(folder) in out
+    assert main(["query", "--db", pg_url, "--vector", str(vector), "--out", str(tmp_path / "r"),
+                 "--index-dir", str(folder)]) == 0
+    assert "no search index" not in capsys.readouterr().err  # the local copy was used
+    assert not local_index.exists()  # --index-dir, not $CAMREID_INDEX_DIR (local_index restores it after)
+    removed = drop_index_sidecars(pg_url)  # the erasure hook removes this machine's copy
+    assert removed and all(str(p).startswith(str(folder)) for p in removed) and not index_dir(pg_url).exists()
