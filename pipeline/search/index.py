@@ -577,7 +577,9 @@ def remove_samples(db: str | Path, sample_ids) -> int:
     """Take samples out of the index of store ``db`` (for retention and erasure: call it with the ids of
     samples deleted from the store, before or after deleting them). Queries skip them at once; the next
     rebuild (``pipeline index --db DB --rebuild``, or any update that sees the store shrank) drops them
-    for good. Returns how many ids are now marked removed; 0 without an index."""
+    for good. ``db`` may be a PostgreSQL URL: this machine's copy (other machines' copies notice the
+    deletion by count, :meth:`SearchIndex.deleted_since`). Returns how many ids are now marked removed;
+    0 without an index."""
     folder = index_dir(db)
     ids = np.asarray(list(sample_ids), np.int64)
     with _index_lock(sidecar_base(db), wait=True, url=is_url(db)):
