@@ -11,7 +11,8 @@ seconds of stream time (and at the end) ended tracks are linked into global iden
 PostgreSQL store, written by one worker per camera group, that is left to ``pipeline associate
 --follow`` (see :mod:`pipeline.associate`). With a ``retention:`` section, the store is purged at
 the start and every ``retention.every_minutes`` of wall time, between two commits, under this
-run's writer lock (:mod:`pipeline.access.erasure`).
+run's writer lock (:mod:`pipeline.access.erasure`; on PostgreSQL beside the other workers' runs, one
+worker's purge at a time, skipped while another worker's is under way or recent).
 
 Before any model is loaded and before the run is written to the store, the run takes the store's
 writer lock (SQLite: a second run on the same file is refused, naming the run and pid that hold it;
@@ -310,7 +311,7 @@ class Runner:
     # ------------------------------------------------------------------ loop
     def _apply_retention(self, bar=None) -> None:
         """Apply ``retention:`` when due (at start, then every ``every_minutes``), inside this run's writer
-        lock, between two commits (see pipeline.access.erasure)."""
+        lock (PostgreSQL: beside the other workers, see pipeline.access.erasure), between two commits."""
         if not self._retention.due():
             return
         from pipeline.access.audit import cli_actor
@@ -472,6 +473,7 @@ class Runner:
             self._last_assoc = -math.inf
             with self._interrupts_between_messages():
                 while pool.running:
+                    self._apply_retention(bar)  # between two commits of this process, the groups' one writer
                     for msg in pool.messages(timeout=0.5):
                         self._take(msg, pool, bar)
                     if self._interrupted:

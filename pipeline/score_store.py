@@ -43,6 +43,11 @@ class CameraWindow:
     stride: int = 1
     roi: tuple[int, int, int, int] | None = None
 
+    def frame_count(self, last_frame: int) -> int:
+        """Frames the camera saw: its window's, or up to ``last_frame`` (1-based) where the end is unknown."""
+        end = self.end_frame if self.end_frame is not None else max(int(last_frame), self.start_frame)
+        return len(range(self.start_frame, end, self.stride))
+
 
 def _pick_run(store: StoreReader, run_id: int | None) -> tuple[int, dict]:
     runs = store.runs()
@@ -175,6 +180,9 @@ def evaluate_store(db: str | Path, gt_files: Mapping[str, str | Path], run_id: i
         frames = w.end_frame if w.end_frame is not None and w.end_frame >= max(gt[cam].last_frame,
                                                                                  pred[cam].last_frame) else None
         scores = score_camera(gt[cam], pred[cam], num_frames=frames)
+        # TrackEval numbers timesteps by source frame (frames before start_frame are empty and change no
+        # metric): report the number of frames the camera saw instead
+        scores["frames"] = w.frame_count(max(gt[cam].last_frame, pred[cam].last_frame))
         report["cameras"][cam] = _clean(scores) | {
             "gt": files[cam], "start_frame": w.start_frame, "end_frame": w.end_frame, "stride": w.stride,
             "roi": list(w.roi) if w.roi else None}

@@ -12,7 +12,14 @@ The folder (new or empty; written whole or not at all):
   the audit entries about this identity and its tracks (the export's own included), and the audit
   chain head at export time;
 - ``SIGNATURE.json``: the sha256 of every other file and an HMAC-SHA256 over that list, keyed with
-  the store's evidence key ``<db>.evidence-key`` (32 random bytes, mode 0600, made on first export).
+  the store's evidence key (32 random bytes, mode 0600, made on first export; see :func:`key_path`).
+
+Where the key lives: ``$CAMREID_EVIDENCE_KEY`` (a key file path) when set, for any store; else a store
+file's key is ``<db>.evidence-key`` beside it, and a PostgreSQL store's is a file of the exporting
+machine's user, ``~/.config/camreid/evidence-keys/<sha256 of the URL without password, 16 hex>.key``
+(folder 0700, file 0600). Never in the database: whoever can write the database could then re-sign
+edited evidence. Workers exporting from one PostgreSQL store on several machines share one key by
+pointing ``CAMREID_EVIDENCE_KEY`` at the same (copied) file.
 
 What :func:`verify_evidence` proves: with the key, that no file was changed, added or removed since
 a holder of that store's key signed the folder. Only the key's holders can verify (and could also
@@ -33,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.ingest import IngestError, read_frames
-from pipeline.store import StoreReader
+from pipeline.store import StoreReader, is_url, store_location
 from pipeline.store.governance import GovernanceStore
 from reid_models.common import UserError, atomic_output, file_sha256, iso_time
 
@@ -59,8 +66,21 @@ class EvidenceVerdict:
     message: str
 
 
+KEY_ENV = "CAMREID_EVIDENCE_KEY"
+
+
 def key_path(db: str | Path) -> Path:
-    """``<db>.evidence-key``, beside the store."""
+    """The evidence key file of store ``db`` (see module docstring): ``$CAMREID_EVIDENCE_KEY``, else
+    ``<db>.evidence-key`` beside a store file, else (a PostgreSQL URL) a per-URL file under
+    ``~/.config/camreid/evidence-keys/``."""
+    env = os.environ.get(KEY_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    if is_url(db):
+        from pipeline.store.postgres import redact
+
+        name = hashlib.sha256(redact(str(db).strip()).encode("utf-8")).hexdigest()[:16]
+        return Path.home() / ".config" / "camreid" / "evidence-keys" / f"{name}.key"
     db = Path(db)
     return db.with_name(db.name + ".evidence-key")
 
@@ -69,6 +89,8 @@ def store_key(db: str | Path, create: bool = True) -> bytes:
     """The store's evidence key (32 bytes), made with mode 0600 on first use when ``create``."""
     path = key_path(db)
     if not path.exists() and create:
+        if is_url(db) and not os.environ.get(KEY_ENV, "").strip():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -83,6 +105,15 @@ def store_key(db: str | Path, create: bool = True) -> bytes:
     if len(key) < 32:
         raise UserError(f"evidence key {path} is damaged ({len(key)} bytes): restore it from a backup")
     return key
+
+
+def _store_name(db: str | Path) -> str:
+    """The store as the manifest and signature name it: a file's absolute path, a URL without its password."""
+    if is_url(db):
+        from pipeline.store.postgres import redact
+
+        return redact(str(db).strip())
+    return str(Path(db).resolve())
 
 
 def key_id(key: bytes) -> str:
@@ -119,14 +150,15 @@ def export_evidence(db: str | Path, gid: int, out_dir: str | Path, actor: str, q
     actor: a user allowed to ``export`` (a camera-scoped user gets only the sightings of its cameras)
     or ``os:<name>``. query_photo: JPEG/PNG bytes of the search photo; query_details: its filters etc.
     UserError if the identity has no (visible) sightings or ``out_dir`` is a non-empty folder or a file."""
-    db, out = Path(db), Path(out_dir)
+    db, out = store_location(db), Path(out_dir)
+    shown = _store_name(db)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder: pass a new folder")
     user = authorize(db, actor, "export")
     with StoreReader(db) as reader:
         tracks = [t for t in reader.tracks(global_ids=[int(gid)]) if user is None or user.sees(t.camera_id)]
         if not tracks:
-            raise UserError(f"identity {gid} has no sightings in store {db}" + (" you may see" if user else ""))
+            raise UserError(f"identity {gid} has no sightings in store {shown}" + (" you may see" if user else ""))
         cameras = {c: (src, meta) for c, src, meta in reader.cameras()}
         history = reader.link_history([t.id for t in tracks])
         samples = reader.samples_of([t.id for t in tracks], thumbnails=True)
@@ -173,7 +205,7 @@ def export_evidence(db: str | Path, gid: int, out_dir: str | Path, actor: str, q
             (tmp / "query.jpg").write_bytes(query_photo)
             query = {"file": "query.jpg", "sha256": photo_sha, "details": query_details or {}}
         manifest = {
-            "format": FORMAT, "identity": int(gid), "store": str(db.resolve()), "exported_at": iso_time(time.time()),
+            "format": FORMAT, "identity": int(gid), "store": shown, "exported_at": iso_time(time.time()),
             "exported_by": actor, "export_audit_id": export_id,
             "cameras": [{"id": c, "source": cameras.get(c, ("", {}))[0]}
                         for c in sorted({t.camera_id for t in tracks})],
@@ -185,7 +217,7 @@ def export_evidence(db: str | Path, gid: int, out_dir: str | Path, actor: str, q
         files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         kid = key_id(key)
         (tmp / SIGNATURE).write_text(json.dumps({"format": FORMAT, "algorithm": "HMAC-SHA256", "key_id": kid,
-                                                 "store": str(db.resolve()), "files": files,
+                                                 "store": shown, "files": files,
                                                  "hmac": _mac(key, files, kid)}, indent=2) + "\n")
     return out
 
@@ -247,7 +279,7 @@ def verify_evidence(folder: str | Path, key: bytes | str | Path | None = None) -
     problems = [f"{len(names)} {what} ({', '.join(names)})"
                 for names, what in ((bad, "changed"), (missing, "missing"), (extra, "added")) if names]
     if signature_ok is None:
-        problems.append("signature not checked: no key (pass --key <db>.evidence-key)")
+        problems.append(f"signature not checked: no key (pass --key {key_path(sig.get('store') or 'STORE')})")
     elif not signature_ok:
         problems.append(f"signature does not verify with key {key_id(key)} (signed by {sig.get('key_id')})")
     message = (f"evidence intact: {len(files)} files, signature verified (key {sig.get('key_id')})" if ok else

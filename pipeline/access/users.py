@@ -101,7 +101,7 @@ def add_user(db: str | Path, name: str, role: str, password: str, cameras: Seque
             if unknown:
                 raise UserError(f"unknown camera {', '.join(unknown)}; the store has {', '.join(known) or 'none'}")
         if not g.insert_user(name, role, cameras, hash_password(password)):
-            raise UserError(f"user {name} exists in {db}: remove it first (pipeline users remove {name})")
+            raise UserError(f"user {name} exists in {g.path}: remove it first (pipeline users remove {name})")
     return User(name, role, cameras)
 
 
@@ -109,7 +109,7 @@ def remove_user(db: str | Path, name: str) -> None:
     """Remove a user; UserError if there is none of that name."""
     with GovernanceStore(db) as g:
         if not g.delete_user(name):
-            raise UserError(f"no user {name} in {db} (pipeline users list shows them)")
+            raise UserError(f"no user {name} in {g.path} (pipeline users list shows them)")
 
 
 def list_users(db: str | Path) -> list[User]:

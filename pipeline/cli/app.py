@@ -15,8 +15,8 @@
     python -m pipeline users add NAME --db PATH --role admin|operator|viewer [--cameras ID ...]
     python -m pipeline users remove NAME --db PATH | users list --db PATH
     python -m pipeline audit --db PATH [--verify] [--since T] [--user NAME] [--action A]
-    python -m pipeline purge --db PATH [--dry-run] [--cameras CAMS_YAML]
-    python -m pipeline forget --db PATH --identity G
+    python -m pipeline purge --db PATH|URL [--dry-run] [--cameras CAMS_YAML]
+    python -m pipeline forget --db PATH|URL --identity G
     python -m pipeline export --db PATH --format evidence --identity G --out DIR [--query-image IMG]
     python -m pipeline verify DIR [--key KEYFILE]
     python -m pipeline serve --db PATH [--host 127.0.0.1] [--port 8000] [--tls-cert PEM --tls-key PEM]
@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ve = sub.add_parser("verify", help="check an evidence folder's file hashes and signature")
     ve.add_argument("folder", metavar="DIR")
-    ve.add_argument("--key", metavar="KEYFILE", help="the store's <db>.evidence-key (default: beside the store)")
+    ve.add_argument("--key", metavar="KEYFILE",
+                    help="the store's evidence key file (default: $CAMREID_EVIDENCE_KEY, <db>.evidence-key beside "
+                         "a store file, ~/.config/camreid/evidence-keys/ for a PostgreSQL store)")
     ve.set_defaults(func=cmd_verify)
 
     w = sub.add_parser("serve", help="the operator web app: search, identities, cameras, users (log in required)")

@@ -289,11 +289,17 @@ def _shown(db: str) -> str:
 # ----------------------------------------------------------------------------- data protection (issue 11)
 # The command line acts as the OS user that runs it (audited as ``os:<login>``): its access control is
 # the store file's permissions. Store users and roles are for the web UI.
+def _require_any_store(db: str) -> None:
+    """A store file must exist (StoreError naming it); a PostgreSQL URL is checked when it is opened."""
+    from pipeline.store import is_url, require_store
+
+    if not is_url(db):
+        require_store(db)
+
+
 def _export_evidence(args: argparse.Namespace) -> int:
     from pipeline.access import audit, evidence
-    from pipeline.store import require_store
-
-    require_store(args.db)
+    _require_any_store(args.db)
     if args.identity is None:
         raise CliError("--format evidence needs --identity G (a global identity of the store)")
     if args.run is not None or args.camera:
@@ -323,9 +329,7 @@ def _read_password(name: str) -> str:
 
 def cmd_users(args: argparse.Namespace) -> int:
     from pipeline.access import audit, users
-    from pipeline.store import require_store
-
-    require_store(args.db)
+    _require_any_store(args.db)
     if args.users_command == "list":
         rows = users.list_users(args.db)
         print(f"{'name':<20}  {'role':<9}  cameras")
@@ -348,9 +352,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from pipeline.access import audit
-    from pipeline.store import require_store
-
-    require_store(args.db)
+    _require_any_store(args.db)
     if args.verify:
         verdict = audit.verify(args.db)
         print(verdict.message if verdict.ok else f"TAMPERED: {verdict.message} ({verdict.rows} rows before it verify)")
@@ -378,9 +380,7 @@ def _retention(args: argparse.Namespace):
 
 def cmd_purge(args: argparse.Namespace) -> int:
     from pipeline.access import audit, erasure
-    from pipeline.store import require_store
-
-    require_store(args.db)
+    _require_any_store(args.db)
     retention, where = _retention(args)
     report = erasure.purge(args.db, retention, audit.cli_actor(), dry_run=args.dry_run)
     print(f"{where}: {report.format()}")
@@ -389,9 +389,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     from pipeline.access import audit, erasure
-    from pipeline.store import require_store
-
-    require_store(args.db)
+    _require_any_store(args.db)
     report = erasure.forget_identity(args.db, args.identity, audit.cli_actor())
     print(report.format())
     if report.index_removed:
@@ -410,9 +408,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipeline.store import require_store
-
-    require_store(args.db)  # "no store at ..." before the web stack is imported
+    _require_any_store(args.db)  # "no store at ..." before the web stack is imported
     from pipeline.web.serve import serve
 
     serve(args.db, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, device=args.device)

@@ -388,6 +388,8 @@ def _index_lock(db: Path, wait: bool, url: bool = False) -> Iterator[bool]:
     """Hold ``<db>.index.lock`` (flock); yields False at once instead when ``wait`` is False and it is held."""
     path = db.with_name(db.name + ".index.lock")
     try:
+        if url:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         if url:  # a PostgreSQL store's local folder (pipeline.store.sidecar_base)
@@ -582,6 +584,8 @@ def remove_samples(db: str | Path, sample_ids) -> int:
     0 without an index."""
     folder = index_dir(db)
     ids = np.asarray(list(sample_ids), np.int64)
+    if is_url(db) and not folder.parent.is_dir():
+        return 0  # this machine keeps no copy of that store's index
     with _index_lock(sidecar_base(db), wait=True, url=is_url(db)):
         if _read_meta(folder) is None:
             return 0

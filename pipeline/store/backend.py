@@ -50,12 +50,7 @@ def sidecar_base(db: str | Path) -> Path:
     key = "|".join([parts.hostname or "", str(parts.port or ""), parts.path.lstrip("/"),
                     *(f"{k}={query[k]}" for k in sorted(query))])
     root = Path(os.environ.get("CAMREID_INDEX_DIR") or Path.home() / ".cache" / "camreid" / "index").expanduser()
-    folder = root / hashlib.sha256(key.encode()).hexdigest()[:16]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass  # a read-only home: queries then find no index; `pipeline index` names the folder
-    return folder / "store"
+    return root / hashlib.sha256(key.encode()).hexdigest()[:16] / "store"  # made by the first index update
 
 
 def open_backend(db: str | Path) -> Backend:

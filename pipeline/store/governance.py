@@ -10,7 +10,9 @@ they wait for the batch to commit, and the run's next batch waits for them. The 
 reads and writes inside one batch (``TrackStore.begin``) and links only tracks without an identity,
 so it never overwrites a correction. Erasure and retention (big deletes + VACUUM) are different:
 they run under the store's :class:`~.lock.WriterLock` (the CLI takes it and is refused while a run
-holds it; the run purges inside its own lock), never beside a writer.
+holds it; the run purges inside its own lock), never beside a writer. A PostgreSQL store has many
+writers at once: there they run beside them, in one transaction under the identities lock, deleting
+only rows no live run still writes (:mod:`pipeline.access.erasure`), then VACUUM outside it.
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ from reid_models.common import UserError, l2_normalize
 from . import schema
 from .backend import is_url, open_backend
 from .base import StoreError, require_store
+
+ERASED_TABLES = ("boxes", "samples", "pending_embeddings", "links", "link_rejections", "tracks", "identities",
+                 "audit_log", "meta")
+"""The tables erasure and retention delete from (VACUUMed after, on PostgreSQL)."""
 
 GENESIS_HASH = "0" * 64
 """prev_hash of the first audit row of a store (no anchor yet)."""
@@ -109,14 +115,15 @@ def drop_index_sidecars(db_path: str | Path) -> list[Path]:
     """THE hook erasure and retention call after their deletes are committed: removes the store's search
     index (see :func:`index_sidecars`) under the index's own lock, so the next query rebuilds it from the
     rows that remain and no erased vector survives in an index. On a PostgreSQL store it removes this
-    machine's copy; another machine's copy no longer matches the store's sample count and is ignored
-    by queries until rebuilt (:meth:`pipeline.search.index.SearchIndex.open`). Returns what it removed. (A process that
+    machine's copy (:func:`pipeline.store.sidecar_base`); another machine's copy no longer matches the
+    store's sample count and is ignored by its queries until rebuilt
+    (:meth:`pipeline.search.index.SearchIndex.deleted_since`). Returns what it removed. (A process that
     has the old index memory-mapped keeps it until it reopens the store: the web UI reopens after erasure.)"""
     import shutil
 
     from .backend import sidecar_base
 
-    db_path = sidecar_base(db_path)  # a PostgreSQL store: this machine's copy (others notice by count)
+    db_path = sidecar_base(db_path)
     removed = []
     if not index_sidecars(db_path):
         return removed
@@ -134,13 +141,14 @@ class GovernanceStore:
     """A short-lived writable connection for the access tables: ``with GovernanceStore(db) as g: ...``.
 
     db: an existing store (StoreError naming it otherwise); an older schema is migrated. A PostgreSQL
-    URL works for users, the audit log and corrections: each transaction then takes the store's
-    identity advisory lock (what SQLite's ``BEGIN IMMEDIATE`` gives), so audit rows chain one after
-    another and corrections never interleave with a linking pass. Erasure and retention (``compact``,
-    index sidecars) are SQLite-only for now (:mod:`pipeline.access.erasure` refuses a URL)."""
+    URL works the same: each transaction then takes the store's identity advisory lock (what SQLite's
+    ``BEGIN IMMEDIATE`` gives), so audit rows chain one after another and corrections, erasure and
+    retention never interleave with a linking pass; :meth:`compact` VACUUMs the tables erasure touched
+    (see :mod:`pipeline.access.erasure` for what runs beside live writers)."""
 
     def __init__(self, db: str | Path) -> None:
         self._backend = open_backend(db) if is_url(db) else None
+        self.shared = self._backend is not None  # a PostgreSQL store: many writers at once
         if self._backend is not None:
             self.path = self._backend.display
             self._con = self._backend.connect_side()
@@ -469,6 +477,69 @@ class GovernanceStore:
         row = self._con.execute("SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else json.loads(row[0])
 
-    def compact(self) -> bool:
-        """VACUUM + WAL truncate (see :func:`.schema.compact`); True if the WAL was emptied."""
-        return schema.compact(self._con)
+    def compact(self, full: bool = True, lock_timeout: float = 30.0) -> bool:
+        """SQLite: VACUUM + WAL truncate (see :func:`.schema.compact`); True if the WAL was emptied.
+        PostgreSQL (outside any transaction: VACUUM cannot run inside one): ``VACUUM FULL`` (``full``:
+        each table rewritten into new files, so deleted rows leave the table files; writers of that
+        table wait for its rewrite) or plain ``VACUUM`` (dead rows pruned and their space reusable,
+        nothing waits) of the tables erasure and retention delete from, TOAST (thumbnails) included.
+        A table another session keeps in use for ``lock_timeout`` s (a long query, a session left idle
+        in a transaction) gets a plain VACUUM instead, and the result is False (run purge again)."""
+        if self._backend is None:
+            return schema.compact(self._con)
+        if self._con.in_transaction:
+            raise StoreError("compact() inside a transaction: commit first (VACUUM cannot run in one)")
+        rewritten = True
+        self._con.execute(f"SET lock_timeout = {int(lock_timeout * 1000)}")
+        try:
+            for table in ERASED_TABLES:
+                if not full:
+                    self._con.execute(f"VACUUM {table}")
+                    continue
+                try:
+                    self._con.execute(f"VACUUM FULL {table}")
+                except self._backend.errors as e:
+                    if getattr(e, "sqlstate", None) != "55P03":  # lock_not_available
+                        raise
+                    rewritten = False
+                    self._con.execute(f"VACUUM {table}")
+        finally:
+            self._con.execute("RESET lock_timeout")
+        return rewritten
+
+    # ------------------------------------------------------------------ PostgreSQL guards
+    def live_cameras(self, cameras: Sequence[str]) -> dict[str, str]:
+        """PostgreSQL, inside the open transaction: the cameras among ``cameras`` a live run writes now,
+        camera -> who (its run and server pid). Every other one's advisory lock is taken for the rest of
+        the transaction, so no run starts writing it before the transaction ends. SQLite: {}."""
+        if self._backend is None:
+            return {}
+        from .postgres import camera_holder, try_camera_xact
+
+        busy = {}
+        for cam in sorted(set(cameras)):
+            if not try_camera_xact(self._con, cam):
+                busy[cam] = camera_holder(self._con, cam)
+        return busy
+
+    def open_tracks(self, gid: int) -> list[tuple[int, str]]:
+        """(track id, camera) of the identity's tracks still being recorded (not ended)."""
+        return [(int(t), c) for t, c in self._con.execute(
+            "SELECT id, camera_id FROM tracks WHERE global_id=? AND ended=0 ORDER BY id", (int(gid),))]
+
+    @contextmanager
+    def retention_turn(self, wait: bool) -> Iterator[bool]:
+        """PostgreSQL: hold the store's ``retention`` advisory lock (one purge at a time over all workers)
+        for the block; yields False (without waiting) when ``wait`` is False and another purge holds it.
+        SQLite: yields True (the store's writer lock already makes purges take turns)."""
+        if self._backend is None:
+            yield True
+            return
+        from .postgres import hold_lock, release_lock
+
+        got = hold_lock(self._con, "retention", wait)
+        try:
+            yield got
+        finally:
+            if got:
+                release_lock(self._con, "retention")

@@ -22,6 +22,8 @@ Concurrency, all with advisory locks (released by the server when a worker's con
 - ``run/<id>``: held by the live run; a new run marks ended only the open tracks of dead runs.
 - ``identities``: taken (per transaction) by every pass that links identities, so two linkers never
   interleave; ``associate``: held by a ``pipeline associate --follow`` service, so a second one waits.
+- ``retention``: held by the one purge (``pipeline purge`` or a run's periodic retention) of the store
+  at a time; ``forget`` takes ``camera/<id>`` of the identity's cameras inside its transaction.
 """
 from __future__ import annotations
 
@@ -313,6 +315,38 @@ class PostgresBackend(Backend):
             note(f"another associator ({who}) links the identities of store {self.display}: waiting until it stops")
             con.execute(f"SELECT pg_advisory_lock({_KEY})", ("associate",))
         return con
+
+
+def try_camera_xact(con: PgConnection, camera: str) -> bool:
+    """Inside a transaction: take ``camera/<id>`` until it ends, unless a live run holds it (False)."""
+    return bool(con.execute(f"SELECT pg_try_advisory_xact_lock({_KEY})", (f"camera/{camera}",)).fetchone()[0])
+
+
+def camera_holder(con: PgConnection, camera: str) -> str:
+    """Who holds ``camera/<id>`` (its run and server pid), for messages."""
+    return _holder(con, f"camera/{camera}")
+
+
+def hold_lock(con: PgConnection, name: str, wait: bool) -> bool:
+    """Take the session advisory lock ``name``: wait for it, or (``wait`` False) False if another holds it."""
+    if wait:
+        con.execute(f"SELECT pg_advisory_lock({_KEY})", (name,))
+        return True
+    return bool(con.execute(f"SELECT pg_try_advisory_lock({_KEY})", (name,)).fetchone()[0])
+
+
+def release_lock(con: PgConnection, name: str) -> None:
+    con.execute(f"SELECT pg_advisory_unlock({_KEY})", (name,))
+
+
+def live_runs(con: PgConnection) -> set[int]:
+    """Ids of the unfinished runs whose writer is alive (holds ``run/<id>``)."""
+    return {int(r[0]) for r in con.execute(
+        "SELECT r.id FROM runs r WHERE r.finished IS NULL AND EXISTS (SELECT 1 FROM pg_locks l "
+        "WHERE l.locktype='advisory' AND l.granted AND l.objsubid=1 "
+        "AND l.database=(SELECT oid FROM pg_database WHERE datname=current_database()) "
+        "AND ((l.classid::int8 << 32) | l.objid::int8) = "
+        "hashtextextended(current_schema() || '/run/' || CAST(r.id AS TEXT), 0))")}
 
 
 def _holder(con: PgConnection, name: str) -> str:

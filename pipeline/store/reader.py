@@ -51,6 +51,7 @@ class StoreReader:
             con.close()
             raise
         self._attach(con, threading.RLock(), backend.display, owns=True)
+        self.shared = backend.shared  # a PostgreSQL store (many writers at once)
 
     @classmethod
     def over(cls, con, lock: threading.RLock, path: str | Path) -> StoreReader:
@@ -58,6 +59,18 @@ class StoreReader:
         reader = cls.__new__(cls)
         reader._attach(con, lock, path, owns=False)
         return reader
+
+    shared = False
+
+    def live_runs(self) -> set[int]:
+        """PostgreSQL: ids of the unfinished runs whose writer is alive (holds its run lock); a store file
+        tells a live writer by its lock file instead (see pipeline.web.data.writer_active): empty."""
+        if not self.shared:
+            return set()
+        from .postgres import live_runs
+
+        with self._lock:
+            return live_runs(self._con)
 
     def _attach(self, con, lock: threading.RLock, path: str | Path, owns: bool) -> None:
         self._con, self._lock, self.path, self._owns = con, lock, path, owns

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.access import audit, corrections, erasure, users
 from pipeline.config import RetentionConfig, WebConfig
-from pipeline.store import StoreError, StoreReader
+from pipeline.store import StoreError, StoreReader, store_location
 from reid_models.common import UserError, iso_time, one_line, parse_time
 
 from . import data
@@ -77,7 +77,7 @@ class WebApp:
     built embedder, camera monitor and segment cache."""
 
     def __init__(self, db: str | Path, cfg: WebConfig, tls: bool, device: str, cache_dir: Path | None) -> None:
-        self.db = Path(db)
+        self.db = store_location(db)  # a store file (Path) or a PostgreSQL URL (str)
         self.cfg, self.tls = cfg, tls
         self.reader = StoreReader(self.db)
         self.sessions = SessionStore(cfg)

@@ -150,8 +150,11 @@ class CameraStatus:
 
 
 def writer_active(reader: StoreReader) -> bool:
-    """True when a run is writing the store: its last run is not finished and the pid holding the
-    writer lock (``<store>.lock``) is alive."""
+    """True when a run is writing the store. A store file: its last run is not finished and the pid
+    holding the writer lock (``<store>.lock``) is alive. A PostgreSQL store: an unfinished run's writer
+    holds its run lock (see :mod:`pipeline.store.postgres`)."""
+    if reader.shared:
+        return reader.live_runs() != set()
     runs = reader.runs()
     if not runs or runs[-1][2] is not None:
         return False

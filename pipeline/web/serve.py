@@ -43,20 +43,26 @@ def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8000, tls_cert: s
     """Open the store (StoreError in one line if it cannot be) and serve until Ctrl-C."""
     tls = check_tls(tls_cert, tls_key)
     from pipeline.access import users
+    from pipeline.store import is_url
 
     from .app import create_app
 
+    shown = db
+    if is_url(db):
+        from pipeline.store.postgres import redact
+
+        shown = redact(str(db))
     has_users = bool(users.list_users(db))  # also migrates a store of an older schema to the access tables
     app = create_app(db, tls=tls, device=device)
     if not has_users:
-        print(f"note: store {db} has no users yet: add an admin with "
-              f"`python -m pipeline users add NAME --db {db} --role admin` to log in", file=sys.stderr)
+        print(f"note: store {shown} has no users yet: add an admin with "
+              f"`python -m pipeline users add NAME --db {shown} --role admin` to log in", file=sys.stderr)
     warning = exposure_warning(host, tls)
     if warning:
         print(warning, file=sys.stderr)
     import uvicorn
 
     scheme = "https" if tls else "http"
-    print(f"serving store {db} at {scheme}://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
+    print(f"serving store {shown} at {scheme}://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="warning",
                 server_header=False)

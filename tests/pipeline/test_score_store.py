@@ -78,6 +78,7 @@ def test_ground_truth_scored_against_itself_is_perfect_per_camera_and_across_cam
         assert s["HOTA"] > 0.99 and s["DetA"] > 0.99 and s["AssA"] > 0.99
     assert report["cameras"]["north"]["frames"] == 400
     assert report["cameras"]["south"]["start_frame"] == 400
+    assert report["cameras"]["south"]["frames"] == 395  # frames 400-794 seen, not the last frame number
     g = report["global"]
     assert (g["IDF1"], g["IDP"], g["IDR"]) == (pytest.approx(1.0),) * 3
     assert g["cameras"] == 2 and g["gt_ids"] == len(np.unique(gt.id))
@@ -114,10 +115,17 @@ def test_start_frame_end_frame_and_roi_line_up_with_the_ground_truth(tmp_path):
     for key, value in PERFECT.items():
         assert s[key] == pytest.approx(value), key
     assert (s["start_frame"], s["end_frame"], s["roi"]) == (100, 300, [0, 0, 400, 576])
+    assert s["frames"] == 200  # frames seen, not the last frame number 300
     # the same boxes in a run whose config has no roi / no window: the rest of the ground truth is missed
     db2 = write_store(tmp_path / "full.db", {"left": (seen, {})})
     s2 = evaluate_store(db2, {"left": GT})["cameras"]["left"]
     assert s2["precision"] == pytest.approx(1.0) and s2["recall"] < 0.5
+
+
+def test_frame_count_is_the_frames_a_camera_saw():
+    assert CameraWindow(400, 795).frame_count(795) == 395
+    assert CameraWindow(0, 100, stride=3).frame_count(100) == 34  # frames 0, 3, ..., 99
+    assert CameraWindow(10, None).frame_count(50) == 40  # no known end: up to the last frame seen
 
 
 @needs_pets
@@ -171,7 +179,7 @@ def test_eval_cli_on_the_demo_run(demo_run, tmp_path, capsys):
     for cam, (start, end) in (("north", (340, 400)), ("south", (400, 460))):
         s = report["cameras"][cam]
         assert (s["start_frame"], s["end_frame"]) == (start, end)
-        assert s["frames"] == end  # source-frame numbering, frames before start_frame empty
+        assert s["frames"] == end - start  # frames the camera saw, not the last source frame number
         assert s["gt_dets"] == len(restrict_ground_truth(read_mot(GT, ground_truth=True), CameraWindow(start, end)))
         assert 0.2 < s["recall"] <= 1 and 0 < s["IDF1"] <= 1 and s["pred_ids"] >= 1
     assert 0 < report["global"]["IDF1"] <= 1

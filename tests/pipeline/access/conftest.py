@@ -29,3 +29,11 @@ def people_store(path):
 @pytest.fixture
 def store_path(tmp_path):
     return people_store(tmp_path / "s.db")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """The people store once per backend: a file, or a PostgreSQL schema (skipped without PostgreSQL)."""
+    if request.param == "sqlite":
+        return people_store(tmp_path / "s.db")
+    return people_store(request.getfixturevalue("pg_url"))

@@ -40,19 +40,20 @@ def test_audit_and_corrections_wait_for_the_writers_batch(store_path):
 
 
 @pytest.mark.slow
-def test_a_run_applies_retention_inside_its_lock_and_audits_it(make_demo_yaml, tmp_path):
-    """Two real runs (bundled detector at 640) on one store: the first dated 2020, the second with a
-    1-day retention: the second purges the first's boxes and samples at its start, under its own
-    writer lock, records the purge, and keeps its own data."""
+def test_a_run_applies_retention_inside_its_lock_and_audits_it(make_demo_yaml, tmp_path, store_db):
+    """Two real runs (bundled detector at 640) on one store (a file, or PostgreSQL): the first dated 2020,
+    the second with a 1-day retention: the second purges the first's boxes and samples at its start,
+    under its own writer lock (PostgreSQL: beside other workers, the retention lock), records the
+    purge, and keeps its own data."""
     from pipeline.runner import run_pipeline
 
-    old = make_demo_yaml(tmp_path / "old.yaml", window={"north": (340, 370)}, db=tmp_path / "s.db",
+    _, db = store_db
+    old = make_demo_yaml(tmp_path / "old.yaml", window={"north": (340, 370)}, db=db,
                          detector={"imgsz": 640})
     data = yaml.safe_load(old.read_text())
     data["cameras"][0]["start_time"] = "2020-01-01T00:00:00"
     old.write_text(yaml.safe_dump(data))
     run_pipeline(old, device="cpu", progress=False)
-    db = tmp_path / "s.db"
     with StoreReader(db) as r:
         first = [t.id for t in r.tracks(run_id=1)]
     assert first

@@ -3,6 +3,7 @@ entries, signed hashes; verify finds a changed, removed or added file and a wron
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -10,12 +11,18 @@ import pytest
 from pipeline.access import audit, corrections, evidence, users
 from pipeline.access.users import AccessDenied
 from pipeline.store import StoreReader
+from pipeline.store.backend import is_url
+from pipeline.store.postgres import redact
 from reid_models.common import UserError
 from tests.pipeline.store.test_store import ROOT
 
 
 @pytest.fixture
-def exported(store_path, tmp_path):
+def exported(any_store, tmp_path, monkeypatch):
+    """An evidence export of P from the store of either backend (a PostgreSQL store's key: under ~/.config)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(evidence.KEY_ENV, raising=False)
+    store_path = any_store
     with StoreReader(store_path) as r:
         gid = r.tracks(track_ids=[1])[0].global_id
     corrections.confirm_link(store_path, 3, "os:tester")
@@ -45,6 +52,25 @@ def test_export_contents(exported):
     assert v.ok and v.signature_ok and v.files == len([p for p in out.rglob("*") if p.is_file()]) - 1 == 10, v.message
     key = evidence.key_path(db)
     assert key.stat().st_mode & 0o777 == 0o600
+    if is_url(db):  # never in the database, never beside nothing: a file of the exporting user
+        assert key.parent == Path.home() / ".config" / "camreid" / "evidence-keys"
+        assert key.parent.stat().st_mode & 0o777 == 0o700
+        assert m["store"] == redact(db) and m["store"].startswith("postgresql://")
+    else:
+        assert key == db.with_name(db.name + ".evidence-key")
+
+
+def test_an_evidence_key_file_from_the_environment(store_path, tmp_path, monkeypatch):
+    key = tmp_path / "shared.key"
+    key.write_bytes(b"s" * 32)
+    monkeypatch.setenv(evidence.KEY_ENV, str(key))
+    out = evidence.export_evidence(store_path, 1, tmp_path / "ev", "os:tester")
+    assert not store_path.with_name(store_path.name + ".evidence-key").exists()
+    v = evidence.verify_evidence(out)
+    assert v.ok and json.loads((out / "SIGNATURE.json").read_text())["key_id"] == evidence.key_id(b"s" * 32)
+    monkeypatch.delenv(evidence.KEY_ENV)
+    assert evidence.verify_evidence(out).signature_ok is None  # the default key file does not exist
+    assert evidence.verify_evidence(out, key=key).ok
 
 
 def test_verify_detects_a_modified_file(exported):

@@ -77,6 +77,26 @@ def test_forget_purge_export_verify(tmp_path, capsys):
     assert [e.action for e in audit.read(db)] == ["export", "forget", "purge"]
 
 
+def test_the_data_protection_commands_take_a_postgresql_url(pg_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # where a PostgreSQL store's evidence key is made
+    monkeypatch.delenv("CAMREID_EVIDENCE_KEY", raising=False)
+    db = people_store(pg_url)
+    assert main(["users", "list", "--db", db]) == 0
+    out = tmp_path / "ev"
+    assert main(["export", "--db", db, "--format", "evidence", "--identity", "1", "--out", str(out)]) == 0
+    assert main(["verify", str(out)]) == 0  # the key found from the store the folder names
+    assert "evidence intact" in capsys.readouterr().out
+    assert main(["forget", "--db", db, "--identity", "1"]) == 0
+    assert "erased identity 1: 2 tracks" in capsys.readouterr().out
+    yaml_path = tmp_path / "cams.yaml"
+    yaml_path.write_text(f"cameras: [{{id: north, source: {ROOT / 'streams' / 'vtest.avi'}}}]\n"
+                         "retention: {thumbnails_days: 1}\n")
+    assert main(["purge", "--db", db, "--cameras", str(yaml_path)]) == 0
+    assert "deleted 0 boxes, 0 samples, 9 thumbnails" in capsys.readouterr().out
+    assert main(["audit", "--db", db, "--verify"]) == 0
+    assert [e.action for e in audit.read(db)] == ["export", "forget", "purge"]
+
+
 def test_query_is_audited_under_the_os_user(tmp_path, capsys):
     """A real query (generic embedder on real crops) leaves one search row: the photo's sha256, filters,
     result count and identities, never the photo."""

@@ -33,6 +33,7 @@ def test_index_folder_is_local_per_database_and_names_no_credentials(local_index
     assert a != sidecar_base("postgresql://alice@db.example:5433/other")
     assert a != sidecar_base("postgresql://alice@db.example:5433/cams?options=-csearch_path%3Dx")
     assert a.parent.parent == local_index and "s3cret" not in str(a) and "alice" not in str(a)
+    assert not local_index.exists()  # nothing is made until an index is written
     assert index_dir("postgresql://alice@db.example:5433/cams") == a.with_name("store.index")
     assert sidecar_base("runs/x.db") == Path("runs/x.db")  # a store file keeps its index beside it
 

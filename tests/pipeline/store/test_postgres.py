@@ -269,7 +269,6 @@ def test_a_second_follow_service_waits_for_the_first(pg_url):
 # ----------------------------------------------------------------------------- data protection tables
 def test_users_audit_and_corrections_work_on_a_postgresql_store(pg_url):
     from pipeline.access import audit, corrections, users
-    from pipeline.access.erasure import forget_identity
 
     rng = np.random.default_rng(5)
     with make_store(pg_url) as store:
@@ -291,5 +290,3 @@ def test_users_audit_and_corrections_work_on_a_postgresql_store(pg_url):
     assert {t.global_id for t in StoreReader(pg_url).tracks()} == {ga}
     verdict = audit.verify(pg_url)
     assert verdict.ok and verdict.rows >= 5, verdict.message  # 4 searches + the correction (+ the user)
-    with pytest.raises(StoreError, match="^forget works on a SQLite store file only"):
-        forget_identity(pg_url, ga, "ann")
