@@ -164,3 +164,27 @@ def test_index_and_query_commands_take_a_url_and_index_dir(pg_url, local_index, 
     assert not local_index.exists()  # --index-dir, not $CAMREID_INDEX_DIR (local_index restores it after)
     removed = drop_index_sidecars(pg_url)  # the erasure hook removes this machine's copy
     assert removed and all(str(p).startswith(str(folder)) for p in removed) and not index_dir(pg_url).exists()
+
+
+def test_a_forgotten_identity_never_comes_back_from_another_machines_copy(pg_url, tmp_path, monkeypatch):
+    from pipeline.access.erasure import forget_identity
+
+    layout = build_store(pg_url, 1200, 32, progress=False)
+    q = make_queries(layout, 1, seed=7)[0]
+    here, there = tmp_path / "here", tmp_path / "there"
+    for folder in (here, there):  # two machines, each with its own copy
+        monkeypatch.setenv("CAMREID_INDEX_DIR", str(folder))
+        update_index(pg_url)
+    with StoreReader(pg_url) as store:
+        gid = search_tracks(store, q)[0].global_id
+    monkeypatch.setenv("CAMREID_INDEX_DIR", str(here))
+    report = forget_identity(pg_url, gid, "os:tester")
+    assert report.index_removed and not index_dir(pg_url).exists()  # this machine's copy is gone
+    monkeypatch.setenv("CAMREID_INDEX_DIR", str(there))
+    with StoreReader(pg_url) as store:  # the other machine's copy is ignored, not trusted
+        index, why = SearchIndex.open(store)
+        assert index is None and "deleted" in why
+        hits = search_tracks(store, q, top=50)
+        assert hits and gid not in {h.global_id for h in hits}
+        assert same(as_rows(search_tracks(store, q)), brute_force(pg_url, q))
+    assert update_index(pg_url).rebuilt  # and rebuilt by its next update
