@@ -192,11 +192,16 @@ def cold_query(db: Path, vector: Path, out: Path, extra: tuple[str, ...] = ()) -
 
 
 def _pg_schema_size_mib(url: str) -> float:
-    with StoreReader(url) as store:
-        with store._lock:
-            n = store._con.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN "
-                                   "pg_namespace s ON s.oid=c.relnamespace WHERE s.nspname=current_schema() "
-                                   "AND c.relkind='r'").fetchone()[0]
+    """MiB the tables of the URL's schema take on the server (indexes and TOAST included)."""
+    from pipeline.store import open_backend
+
+    con = open_backend(url).connect(readonly=True)
+    try:
+        n = con.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN "
+                        "pg_namespace s ON s.oid=c.relnamespace WHERE s.nspname=current_schema() "
+                        "AND c.relkind='r'").fetchone()[0]
+    finally:
+        con.close()
     return float(n) / 2**20
 
 
