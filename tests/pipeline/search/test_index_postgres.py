@@ -188,3 +188,38 @@ def test_a_forgotten_identity_never_comes_back_from_another_machines_copy(pg_url
         assert hits and gid not in {h.global_id for h in hits}
         assert same(as_rows(search_tracks(store, q)), brute_force(pg_url, q))
     assert update_index(pg_url).rebuilt  # and rebuilt by its next update
+
+
+def test_interleaved_commits_of_two_writers_with_updates_between(pg_url, local_index):
+    rng = np.random.default_rng(11)
+    a, b = make_store(pg_url, commit_interval=3600), make_store(pg_url, commit_interval=3600)
+    try:
+        for w, cam in ((a, "north"), (b, "south")):
+            w.start_run({"worker": cam})
+            w.add_camera(cam, f"{cam}.avi")
+            w.commit()
+        local = {"north": 0, "south": 0}
+        vectors: list[np.ndarray] = []
+        for step in range(6):  # each step: both write, they commit in a random order, an update between
+            for w, cam in ((a, "north"), (b, "south")):
+                local[cam] += 1
+                v = np.stack([unit(rng) for _ in range(int(rng.integers(1, 4)))])
+                vectors.append(v[0])
+                add_track(w, cam, local[cam], step, step + 0.5, v)
+            first, second = (a, b) if rng.random() < 0.5 else (b, a)
+            first.commit()
+            update_index(pg_url)
+            second.commit()
+            with StoreReader(pg_url) as store:  # every committed sample is found, indexed or not
+                for v in vectors:
+                    info: dict = {}
+                    assert same(as_rows(search_tracks(store, v, info=info)), brute_force(pg_url, v))
+                    assert info["index"] == ""  # through the index (not the exact fallback of a stale one)
+        update_index(pg_url)
+        with StoreReader(pg_url) as store:
+            index, _ = SearchIndex.open(store)
+            stored = [r[0] for r in sql(pg_url, "SELECT id FROM samples ORDER BY id")]
+            assert sorted(index.sample_ids.tolist()) == stored and index.pending == []
+    finally:
+        a.close()
+        b.close()
