@@ -191,21 +191,71 @@ def cold_query(db: Path, vector: Path, out: Path, extra: tuple[str, ...] = ()) -
             "command": " ".join([sys.executable, "-m", "pipeline", *args])}
 
 
+def _pg_schema_size_mib(url: str) -> float:
+    """MiB the tables of the URL's schema take on the server (indexes and TOAST included)."""
+    from pipeline.store import open_backend
+
+    con = open_backend(url).connect(readonly=True)
+    try:
+        n = con.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN "
+                        "pg_namespace s ON s.oid=c.relnamespace WHERE s.nspname=current_schema() "
+                        "AND c.relkind='r'").fetchone()[0]
+    finally:
+        con.close()
+    return float(n) / 2**20
+
+
 def run_query_bench(samples: int, dim: int, out_dir: str | Path = "runs/bench-query", queries: int = 50,
-                    json_path: str | Path | None = None, progress: bool = True, reuse: bool = False) -> dict:
+                    json_path: str | Path | None = None, progress: bool = True, reuse: bool = False,
+                    url: str | None = None) -> dict:
     """Build (or with ``reuse``, keep) the synthetic store in ``out_dir`` and measure it (module docstring).
+    ``url``: a PostgreSQL server instead: the store goes into a temporary schema ``camreid_bench_query_<pid>``
+    (dropped after) and its local index into ``out_dir/index`` ($CAMREID_INDEX_DIR for the bench).
     Returns the figures; also written to ``json_path`` when given."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    db = out / f"query-{samples}x{dim}.db"
+    if url is None:
+        return _run_query_bench(out / f"query-{samples}x{dim}.db", samples, dim, out, queries, json_path, progress,
+                                reuse)
+    import shutil
+
+    from pipeline.store import open_backend
+
+    if reuse:
+        from reid_models.common import UserError
+
+        raise UserError("bench --query --reuse keeps a store file: without --db")
+    name = f"camreid_bench_query_{os.getpid()}"
+    schema_url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
+    os.environ["CAMREID_INDEX_DIR"] = str((out / "index").resolve())
+    con = open_backend(url).connect(readonly=False, purpose="bench")
+    try:
+        con.execute(f"CREATE SCHEMA {name}")
+        try:
+            figures = _run_query_bench(schema_url, samples, dim, out, queries, None, progress, False)
+        finally:
+            con.execute(f"DROP SCHEMA {name} CASCADE")
+            shutil.rmtree(index_dir(schema_url).parent, ignore_errors=True)
+    finally:
+        con.close()
+    figures["store"] = f"{open_backend(url).display} (schema {name}, dropped)"
+    if json_path is not None:
+        with atomic_output(Path(json_path)) as tmp:
+            Path(tmp).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def _run_query_bench(db: Path | str, samples: int, dim: int, out: Path, queries: int,
+                     json_path: str | Path | None, progress: bool, reuse: bool) -> dict:
     layout_file = out / f"query-{samples}x{dim}.layout.npz"
     figures: dict = {"samples": samples, "dim": dim, "store": str(db), "index": str(index_dir(db))}
-    if reuse and db.is_file() and layout_file.is_file():
+    pg = isinstance(db, str)
+    if not pg and reuse and db.is_file() and layout_file.is_file():
         z = np.load(layout_file, allow_pickle=False)
         layout = {"centres": z["centres"], "cameras": [str(c) for c in z["cameras"]], "span_s": float(z["span_s"])}
         figures["build_store_s"] = None
     else:
-        for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        for p in () if pg else (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
             p.unlink(missing_ok=True)
         import shutil
 
@@ -216,7 +266,7 @@ def run_query_bench(samples: int, dim: int, out_dir: str | Path = "runs/bench-qu
         figures.update(build_store_s=layout["seconds"], tracks=layout["tracks"], identities=layout["identities"])
     report = update_index(db, rebuild=not reuse, progress=progress)
     figures.update(build_index_s=report.seconds if not reuse else None, ann_rows=report.ann_rows)
-    figures["store_mib"] = db.stat().st_size / 2**20
+    figures["store_mib"] = _pg_schema_size_mib(db) if pg else db.stat().st_size / 2**20
     figures["index_mib"] = sum(f.stat().st_size for f in index_dir(db).iterdir()) / 2**20
     qs = make_queries(layout, queries)
     vector = out / "query.npy"
@@ -264,5 +314,6 @@ def format_figures(f: dict) -> str:
         ms("unfiltered"),
         ms("filtered") + f"; filter camera {flt['camera']} + window: {flt['samples']} samples "
         f"({100 * flt['fraction']:.2f}%)",
-        f"store left at {f['store']} (query it: {f['query_command']})",
+        (f"store {f['store']}" if "dropped" in str(f["store"]) else
+         f"store left at {f['store']} (query it: {f['query_command']})"),
     ])

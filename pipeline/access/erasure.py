@@ -97,8 +97,9 @@ def _exclusive(db: Path, writer_lock: WriterLock | None, what: str) -> tuple[Wri
 
 def erase_from_index(db: str | Path) -> tuple[str, ...]:
     """The one call erasure and retention make to the search index, after their deletes are committed:
-    :func:`pipeline.store.governance.drop_index_sidecars` (a store file's index is removed, rebuilt by
-    the next query; a PostgreSQL store's index plugs in there). Returns what was removed."""
+    :func:`pipeline.store.governance.drop_index_sidecars` (the index is removed, rebuilt by the next
+    ``pipeline index``/run; a PostgreSQL store: this machine's local copy, other machines' copies are
+    ignored by their queries once the server's sample count shows the deletion). Returns what was removed."""
     return tuple(str(p) for p in drop_index_sidecars(db))
 
 

@@ -4,7 +4,7 @@
                            [--max-frames N] [--save-video DIR] [--workers N]
     python -m pipeline query --db PATH --image suspect.jpg [--box X1 Y1 X2 Y2] [--camera ID ...]
                              [--since T] [--until T] [--top K] [--out DIR] [--device D] [--exact]
-    python -m pipeline index --db PATH [--rebuild]
+    python -m pipeline index --db PATH|URL [--rebuild] [--index-dir DIR]
     python -m pipeline export --db PATH --format mot|mtmc|reid --out DIR [--run ID] [--camera ID ...]
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 4 16] [--workers N] [--device D] [--imgsz PX] [--out DIR]
@@ -24,7 +24,7 @@
     python -m pipeline bench --store [--db PATH|URL] [--rows N]
 
 Every --db takes a store file (SQLite, the default) or, for run, query, export, eval, associate and
-bench --store, a PostgreSQL URL postgresql://USER@HOST:PORT/DBNAME (pip install camreid[postgres]).
+bench --store, index, a PostgreSQL URL postgresql://USER@HOST:PORT/DBNAME (pip install camreid[postgres]).
 
 Bad input (missing or invalid file, wrong config key, unreadable image, missing store, a store
 another run is writing, a camera that delivers no frame) prints one line ``error: ...`` on stderr
@@ -38,6 +38,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from reid_models.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, run_cli
 from reid_models.common import parse_time
@@ -141,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="query_results", metavar="DIR", help="results.json + contact_sheet.png")
     q.add_argument("--device", default="auto")
     q.add_argument("--exact", action="store_true", help="brute force over every sample, not the ANN index")
+    q.add_argument("--index-dir", metavar="DIR", help=INDEX_DIR_HELP)
     q.set_defaults(func=cmd_query)
 
     x = sub.add_parser("index", help="bring the store's search index (<db>.index/) up to date, or rebuild it")
     x.add_argument("--db", required=True, help="store written by `run`")
     x.add_argument("--rebuild", action="store_true", help="build it again from the store")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.add_argument("--index-dir", metavar="DIR", help=INDEX_DIR_HELP)
     x.set_defaults(func=cmd_index)
 
     e = sub.add_parser("export", help="write the store as MOTChallenge, AI City MTMC or Market-1501 data, "
@@ -176,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--store", action="store_true",
                    help="rows/s the store writes: a temporary SQLite file and each --db (file or postgresql:// URL)")
     b.add_argument("--db", action="append", default=[], metavar="PATH|URL",
-                   help="--store: also this store (PostgreSQL: into a temporary schema, dropped after)")
+                   help="--store: also this store (PostgreSQL: into a temporary schema, dropped after); --query: "
+                        "build the synthetic store on this PostgreSQL server instead (temporary schema, dropped after)")
     b.add_argument("--rows", type=_positive_int, default=2000, metavar="N",
                    help="--store: frames to write (x 8 tracks)")
     b.add_argument("--accuracy", action="store_true",
@@ -281,13 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--tls-cert", metavar="PEM", help="certificate file: serve HTTPS (with --tls-key)")
     w.add_argument("--tls-key", metavar="PEM", help="private key file of --tls-cert")
     w.add_argument("--device", default="auto", help="device of the query embedder")
+    w.add_argument("--index-dir", metavar="DIR", help=INDEX_DIR_HELP)
     w.set_defaults(func=cmd_serve)
     return p
+
+
+INDEX_DIR_HELP = ("PostgreSQL store: folder of this machine's copy of its search index and ONNX query embedder "
+                  "(default $CAMREID_INDEX_DIR or ~/.cache/camreid/index; one subfolder per database)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _set_quiet_env()
     args = build_parser().parse_args(argv)
+    if getattr(args, "index_dir", None):  # read by pipeline.store.sidecar_base
+        os.environ["CAMREID_INDEX_DIR"] = str(Path(args.index_dir).expanduser().resolve())
     from pipeline.config import ConfigError
     from pipeline.ingest import IngestError
     from pipeline.stages.detect import DetectorError

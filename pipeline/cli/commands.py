@@ -91,7 +91,7 @@ def read_query_vector(path: str | Path, dim: int):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from pipeline.store import StoreReader
+    from pipeline.store import StoreReader, is_url
 
     with StoreReader(args.db) as store:  # "no store at ..." before the image and the embedder
         if args.since is not None and args.until is not None and args.since > args.until:
@@ -124,7 +124,8 @@ def cmd_query(args: argparse.Namespace) -> int:
                                   top=args.top, method="exact" if args.exact else "auto", info=info)
         if info.get("index"):
             print(f"note: {info['index']}; searched the store directly (exact, slower on a large store): "
-                  f"python -m pipeline index --db {args.db} builds it", file=sys.stderr)
+                  f"python -m pipeline index --db {store.path if is_url(args.db) else args.db} builds it",
+                  file=sys.stderr)
         from pipeline.access.audit import search_details
 
         query_bytes = Path(args.image if args.vector is None else args.vector).read_bytes()
@@ -201,13 +202,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print(run_store_bench(args.db, frames=args.rows))
         return 0
-    if args.db:
-        raise CliError("--db is for bench --store only")
+    from pipeline.store import is_url
+
+    if args.db and not (args.query and len(args.db) == 1 and is_url(args.db[0])):
+        raise CliError("--db is for bench --store, or one postgresql:// URL for bench --query")
     if args.query:
         from pipeline.bench_query import format_figures, run_query_bench
 
         figures = run_query_bench(args.samples, args.dim, out_dir=args.out or "runs/bench-query",
-                                  queries=args.queries, json_path=args.json, reuse=args.reuse)
+                                  queries=args.queries, json_path=args.json, reuse=args.reuse,
+                                  url=args.db[0] if args.db else None)
         print(format_figures(figures))
         if args.json:
             print(f"wrote {args.json}")

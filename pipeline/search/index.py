@@ -19,6 +19,14 @@ Staleness: an index whose fingerprint differs from the store's (another embedder
 reembed``, another store file at the path) is ignored by queries and rebuilt by :func:`update_index`.
 Samples committed after the watermark are read from the store by each query (exactly), so a
 query never misses a committed sample and never reads the whole store into RAM.
+
+PostgreSQL stores: the folder is local to the machine that queries (:func:`pipeline.store.sidecar_base`,
+``$CAMREID_INDEX_DIR``), updated incrementally from the server. Several writers commit sample ids out
+of order, so ``meta.json`` also lists ``pending`` id ranges below the watermark seen missing: queries
+read them from the store, updates index what arrived in them and give a range up once every
+transaction running when it was seen has ended (:func:`_append_columns`). Other machines erase there,
+so a query first checks the store's sample count below the watermark (:meth:`SearchIndex.deleted_since`)
+and ignores an index holding a deleted sample.
 """
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import SearchConfig
-from pipeline.store import StoreReader, is_url, require_store
+from pipeline.store import StoreReader, is_url, require_store, sidecar_base
 from reid_models.common import UserError
 
 META = "meta.json"
@@ -57,9 +65,10 @@ def _resident_mib() -> float:
 
 
 def embedder_dir(db: str | Path) -> Path:
-    """Where the store's embedder is kept as ONNX for light photo queries: ``<db>.embedder`` beside it."""
-    db = Path(db)
-    return db.with_name(db.name + ".embedder")
+    """Where the store's embedder is kept as ONNX for light photo queries: ``<db>.embedder`` beside it
+    (a PostgreSQL store: in its local folder, :func:`pipeline.store.sidecar_base`)."""
+    base = sidecar_base(db)
+    return base.with_name(base.name + ".embedder")
 
 
 def export_query_embedder(db: str | Path, embedder=None) -> str | None:
@@ -97,9 +106,36 @@ def export_query_embedder(db: str | Path, embedder=None) -> str | None:
 
 
 def index_dir(db: str | Path) -> Path:
-    """The index folder of store ``db``: ``<db>.index`` beside it."""
-    db = Path(db)
-    return db.with_name(db.name + ".index")
+    """The index folder of store ``db``: ``<db>.index`` beside it; a PostgreSQL store's in a local folder
+    of this machine (:func:`pipeline.store.sidecar_base`: ``$CAMREID_INDEX_DIR``, default
+    ``~/.cache/camreid/index/<hash of host, port, database>/store.index``)."""
+    base = sidecar_base(db)
+    return base.with_name(base.name + ".index")
+
+
+def _in_ranges(ids: np.ndarray, ranges) -> np.ndarray:
+    """(len(ids),) bool: which ids lie in one of the inclusive ``(lo, hi, ...)`` ranges."""
+    hit = np.zeros(len(ids), bool)
+    for r in ranges:
+        hit |= (ids >= r[0]) & (ids <= r[1])
+    return hit
+
+
+def _gaps(prev: int, ids: np.ndarray) -> list[tuple[int, int]]:
+    """The inclusive id ranges missing between ``prev`` and the ascending ``ids`` (and between them)."""
+    full = np.concatenate([[prev], ids])
+    at = np.flatnonzero(np.diff(full) > 1)
+    return [(int(full[i]) + 1, int(full[i + 1]) - 1) for i in at]
+
+
+def _split(lo: int, hi: int, found: np.ndarray) -> list[tuple[int, int]]:
+    """The inclusive range ``lo..hi`` minus the ascending ``found`` ids in it, as ranges."""
+    if len(found) == 0:
+        return [(lo, hi)]
+    out = _gaps(lo - 1, found)
+    if found[-1] < hi:
+        out.append((int(found[-1]) + 1, hi))
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,6 +152,7 @@ class IndexMeta:
     ann_rows: int
     updated: float
     format: int = FORMAT
+    pending: tuple = ()  # [lo, hi, xmax, seen]: id ranges below the watermark not (yet) committed (PostgreSQL)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -147,6 +184,7 @@ def _read_meta(folder: Path) -> IndexMeta | None:
 
 class SearchIndex:
     """An open, read-only view of a store's index (see module docstring); ``SearchIndex.open(store)``.
+    ``pending``: the meta's id ranges below the watermark a query also reads from the store (PostgreSQL).
 
     vectors (rows, D) float32, sample_ids / track_ids (rows,) int64: memory maps; removed: sorted sample
     ids removed since the last rebuild. ``ann``: the faiss index, loaded on first use.
@@ -170,10 +208,9 @@ class SearchIndex:
 
     @classmethod
     def open(cls, store: StoreReader) -> tuple[SearchIndex | None, str]:
-        """(the store's index, "") when one is there and current, else (None, why not; "" for a
-        PostgreSQL store, which has no index: searched exactly by design)."""
-        if is_url(str(store.path)):
-            return None, ""
+        """(the store's index, "") when one is there and current, else (None, why not). On a PostgreSQL
+        store (other machines erase and purge) the index is also checked against the store's sample count
+        below its watermark, so an index holding a sample deleted since is never used."""
         folder = index_dir(store.path)
         meta = _read_meta(folder)
         if meta is None:
@@ -185,7 +222,33 @@ class SearchIndex:
             f = folder / name
             if (not f.is_file() and size) or (f.is_file() and f.stat().st_size < size):
                 return None, f"search index {folder} is incomplete ({name})"
-        return cls(folder, meta), ""
+        index = cls(folder, meta)
+        if is_url(str(store.path)) and index.deleted_since(store):
+            index.close()
+            return None, (f"search index {folder} is out of date (samples were deleted from the store since); "
+                          "the next `pipeline index` rebuilds it")
+        return index, ""
+
+    def deleted_since(self, store: StoreReader) -> bool:
+        """True when the store no longer holds every indexed sample not marked removed (deleted by another
+        machine's erasure or retention), or holds one below the watermark the index has not seen:
+        two COUNT queries below the watermark (PostgreSQL stores, where other machines delete)."""
+        m = self.meta
+        marked = self.removed[(self.removed <= m.watermark) & ~_in_ranges(self.removed, m.pending)]
+        present = store.count_samples_outside(m.watermark, m.pending) - store.count_present(marked)
+        return present != self.kept
+
+    @property
+    def kept(self) -> int:
+        """Indexed rows minus those removed (:func:`remove_samples`)."""
+        m = self.meta
+        gone = self.removed[(self.removed <= m.watermark) & ~_in_ranges(self.removed, m.pending)]
+        return m.rows - len(gone)
+
+    @property
+    def pending(self) -> list[tuple[int, int]]:
+        """Inclusive sample id ranges below the watermark not in the index (a query reads them from the store)."""
+        return [(int(r[0]), int(r[1])) for r in self.meta.pending]
 
     @property
     def rows(self) -> int:
@@ -321,12 +384,17 @@ class IndexReport:
 
 
 @contextmanager
-def _index_lock(db: Path, wait: bool) -> Iterator[bool]:
+def _index_lock(db: Path, wait: bool, url: bool = False) -> Iterator[bool]:
     """Hold ``<db>.index.lock`` (flock); yields False at once instead when ``wait`` is False and it is held."""
     path = db.with_name(db.name + ".index.lock")
     try:
+        if url:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
+        if url:  # a PostgreSQL store's local folder (pipeline.store.sidecar_base)
+            raise UserError(f"cannot write the search index in {db.parent} ({e.strerror}): set "
+                            "CAMREID_INDEX_DIR (or --index-dir) to a writable folder") from None
         raise UserError(f"cannot write the search index beside {db} ({e.strerror}): "
                         "index a copy of the store in a writable folder") from None
     try:
@@ -340,11 +408,21 @@ def _index_lock(db: Path, wait: bool) -> Iterator[bool]:
         os.close(fd)
 
 
+SETTLE_S = 60.0  # a pending id range is given up only this long after it was seen (and its writers ended)
+
+
 def _append_columns(folder: Path, meta: IndexMeta, store: StoreReader, progress: Callable[[int], None] | None,
                     upto_id: int | None = None) -> IndexMeta:
     """Append the store's samples after ``meta.watermark`` (up to ``upto_id``) to the column files, fsync
-    them, and return the new meta (not yet written)."""
+    them, and return the new meta (not yet written).
+
+    On PostgreSQL (several writers commit sample ids out of order) first append the samples committed
+    since in ``meta.pending``, the id ranges below the watermark seen missing, and record the ranges
+    missing among the new samples with the snapshot's xmax; a range is given up once every transaction
+    that ran when it was seen has ended (``commit_horizon`` xmin >= that xmax) and SETTLE_S have passed:
+    its ids were rolled back or deleted and never come."""
     d = meta.dim
+    horizon = store.commit_horizon()
     files = {name: open(folder / name, "r+b" if (folder / name).exists() else "w+b")
              for name in (VECTORS, SAMPLE_IDS, TRACK_IDS)}
     try:
@@ -352,13 +430,34 @@ def _append_columns(folder: Path, meta: IndexMeta, store: StoreReader, progress:
             f.truncate(meta.rows * (d * 4 if name == VECTORS else 8))
             f.seek(0, os.SEEK_END)
         rows, watermark, max_track = meta.rows, meta.watermark, meta.max_track
-        for ids, tracks, emb in store.iter_samples(after_id=meta.watermark, chunk=SCAN_CHUNK, upto_id=upto_id):
+
+        def write(ids: np.ndarray, tracks: np.ndarray, emb: np.ndarray) -> None:
+            nonlocal rows, max_track
             files[VECTORS].write(np.ascontiguousarray(emb, np.float32).tobytes())
             files[SAMPLE_IDS].write(ids.tobytes())
             files[TRACK_IDS].write(tracks.tobytes())
-            rows, watermark, max_track = rows + len(ids), int(ids[-1]), max(max_track, int(tracks.max()))
+            rows, max_track = rows + len(ids), max(max_track, int(tracks.max()))
             if progress is not None:
                 progress(len(ids))
+
+        pending: list = []
+        if meta.pending:
+            ids, tracks, emb = store.samples_in_ranges([(r[0], r[1]) for r in meta.pending])
+            if len(ids):
+                write(ids, tracks, emb)
+            for lo, hi, xmax, seen in meta.pending:
+                found = ids[(ids >= lo) & (ids <= hi)]
+                pending += [[a, b, xmax, seen] for a, b in _split(int(lo), int(hi), found)]
+        new_gaps: list[tuple[int, int]] = []
+        for ids, tracks, emb in store.iter_samples(after_id=meta.watermark, chunk=SCAN_CHUNK, upto_id=upto_id):
+            write(ids, tracks, emb)
+            if horizon is not None:
+                new_gaps += _gaps(watermark, ids)
+            watermark = int(ids[-1])
+        if horizon is not None:
+            now, after = time.time(), store.commit_horizon()  # xmax after the reads: any gap's writer is below it
+            pending = [r for r in pending if not (after[0] >= r[2] and now - r[3] >= SETTLE_S)]
+            pending += [[lo, hi, after[1], now] for lo, hi in new_gaps]
         for f in files.values():
             f.flush()
             os.fsync(f.fileno())
@@ -366,7 +465,7 @@ def _append_columns(folder: Path, meta: IndexMeta, store: StoreReader, progress:
         for f in files.values():
             f.close()
     return IndexMeta(**{**asdict(meta), "rows": rows, "watermark": watermark, "max_track": max_track,
-                        "updated": time.time()})
+                        "updated": time.time(), "pending": pending})
 
 
 def _nlist(rows: int, cfg: SearchConfig) -> int:
@@ -414,13 +513,10 @@ def update_index(db: str | Path, rebuild: bool = False, cfg: SearchConfig = Sear
     ``cfg.ann_min_rows`` samples or without faiss). ``wait=False`` returns None at once when another
     process is updating it. ``upto_id`` (tests): index samples up to this id only. UserError where the
     store's folder is read-only."""
-    if is_url(db):
-        raise UserError("the search index lives beside a store file; a PostgreSQL store is searched exactly "
-                        "(no index): nothing to update")
     t0 = time.perf_counter()
-    db = require_store(db)
+    db = str(db).strip() if is_url(db) else require_store(db)
     folder = index_dir(db)
-    with _index_lock(db, wait) as held:
+    with _index_lock(sidecar_base(db), wait, url=is_url(db)) as held:
         if not held:
             return None
         with StoreReader(db) as store:
@@ -429,8 +525,8 @@ def update_index(db: str | Path, rebuild: bool = False, cfg: SearchConfig = Sear
             n_store, top_id = store.sample_extent()
             if current is not None:
                 meta = current.meta
-                kept = meta.rows - int((current.removed <= meta.watermark).sum())
-                if top_id < meta.watermark or store.sample_extent(meta.watermark)[0] < kept:
+                if top_id < meta.watermark or (current.deleted_since(store) if is_url(db) else
+                                               store.sample_extent(meta.watermark)[0] < current.kept):
                     why = "samples were deleted from the store since"
                     current = None
             else:
@@ -483,11 +579,14 @@ def remove_samples(db: str | Path, sample_ids) -> int:
     """Take samples out of the index of store ``db`` (for retention and erasure: call it with the ids of
     samples deleted from the store, before or after deleting them). Queries skip them at once; the next
     rebuild (``pipeline index --db DB --rebuild``, or any update that sees the store shrank) drops them
-    for good. Returns how many ids are now marked removed; 0 without an index."""
-    db = Path(db)
+    for good. ``db`` may be a PostgreSQL URL: this machine's copy (other machines' copies notice the
+    deletion by count, :meth:`SearchIndex.deleted_since`). Returns how many ids are now marked removed;
+    0 without an index."""
     folder = index_dir(db)
     ids = np.asarray(list(sample_ids), np.int64)
-    with _index_lock(db, wait=True):
+    if is_url(db) and not folder.parent.is_dir():
+        return 0  # this machine keeps no copy of that store's index
+    with _index_lock(sidecar_base(db), wait=True, url=is_url(db)):
         if _read_meta(folder) is None:
             return 0
         path = folder / REMOVED

@@ -19,6 +19,7 @@ scores are exact and only which identities make the top can differ from brute fo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -126,7 +127,8 @@ class _Scorer:
 
     def _tail(self, lut: np.ndarray | None, first_row: int | None = None) -> list:
         """Exact per-track bests of the samples outside the ANN part: index rows from ``first_row`` on
-        (None: none), then the store's samples after the index's watermark."""
+        (None: none), then the store's samples after the index's watermark and those committed late in
+        its pending id ranges below it (PostgreSQL, :mod:`.index`)."""
         parts, index, q = [], self.index, self.q
         if index is not None and first_row is not None and first_row < index.rows:
             rows = np.arange(first_row, index.rows)
@@ -134,7 +136,8 @@ class _Scorer:
             parts.append(self._rows(rows))
         removed = index.removed if index is not None else np.zeros(0, np.int64)
         after = index.meta.watermark if index is not None else 0
-        for ids, tracks, emb in self.store.iter_samples(after_id=after, chunk=32768):
+        late = [self.store.samples_in_ranges(index.pending)] if index is not None and index.pending else []
+        for ids, tracks, emb in itertools.chain(late, self.store.iter_samples(after_id=after, chunk=32768)):
             keep = _in_lut(lut, tracks) & ~np.isin(ids, removed)
             if keep.any():
                 parts.append(_best_per_track(tracks[keep], ids[keep], emb[keep] @ q))

@@ -6,7 +6,7 @@ default) or a PostgreSQL database (a ``postgresql://`` URL, :mod:`.postgres`); :
 picks one, :mod:`.schema` holds the one versioned schema. Nothing outside this package writes SQL.
 """
 from . import restage
-from .backend import is_url, open_backend, store_location
+from .backend import is_url, open_backend, sidecar_base, store_location
 from .base import Boxes, RunCounts, Samples, StoreBusyError, StoreError, StoreWriteError, TrackRecord, require_store
 from .lock import WriterLock, check_writable
 from .reader import StoreReader
@@ -15,4 +15,4 @@ from .writer import TrackStore
 
 __all__ = ["PAGE_SIZE", "SCHEMA_VERSION", "Boxes", "RunCounts", "Samples", "StoreBusyError", "StoreError",
            "StoreReader", "StoreWriteError", "TrackRecord", "TrackStore", "WriterLock", "check_writable",
-           "is_url", "open_backend", "require_store", "restage", "store_location"]
+           "is_url", "open_backend", "require_store", "restage", "sidecar_base", "store_location"]

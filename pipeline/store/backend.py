@@ -33,6 +33,26 @@ def store_location(db: str | Path) -> str | Path:
     return db.strip() if is_url(db) else Path(db)
 
 
+def sidecar_base(db: str | Path) -> Path:
+    """The path whose ``<base>.index/``, ``<base>.index.lock`` and ``<base>.embedder/`` hold a store's
+    local search index and ONNX query embedder: the store file itself, or for a PostgreSQL URL a local
+    folder per database, ``$CAMREID_INDEX_DIR`` (default ``~/.cache/camreid/index``) /
+    ``<sha256 of host, port, dbname and options>[:16]/store``: no user or password in it, so every user
+    of one machine querying one database shares one copy; each machine keeps its own."""
+    if not is_url(db):
+        return Path(db)
+    import hashlib
+    import os
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(str(db).strip())
+    query = {k: v for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr", "port", "dbname", "options")}
+    key = "|".join([parts.hostname or "", str(parts.port or ""), parts.path.lstrip("/"),
+                    *(f"{k}={query[k]}" for k in sorted(query))])
+    root = Path(os.environ.get("CAMREID_INDEX_DIR") or Path.home() / ".cache" / "camreid" / "index").expanduser()
+    return root / hashlib.sha256(key.encode()).hexdigest()[:16] / "store"  # made by the first index update
+
+
 def open_backend(db: str | Path) -> Backend:
     """The backend of the store at ``db`` (a file path or a PostgreSQL URL); nothing is opened yet."""
     if is_url(db):

@@ -114,15 +114,16 @@ def _index_lock(db_path: Path, timeout: float = 60.0) -> Iterator[None]:
 def drop_index_sidecars(db_path: str | Path) -> list[Path]:
     """THE hook erasure and retention call after their deletes are committed: removes the store's search
     index (see :func:`index_sidecars`) under the index's own lock, so the next query rebuilds it from the
-    rows that remain and no erased vector survives in an index. Returns what it removed. (A process that
-    has the old index memory-mapped keeps it until it reopens the store: the web UI reopens after erasure.)
-    A PostgreSQL store (a URL) has no index beside a file: nothing to remove here (an index kept for a
-    PostgreSQL store plugs in at this one place)."""
+    rows that remain and no erased vector survives in an index. On a PostgreSQL store it removes this
+    machine's copy (:func:`pipeline.store.sidecar_base`); another machine's copy no longer matches the
+    store's sample count and is ignored by its queries until rebuilt
+    (:meth:`pipeline.search.index.SearchIndex.deleted_since`). Returns what it removed. (A process that
+    has the old index memory-mapped keeps it until it reopens the store: the web UI reopens after erasure.)"""
     import shutil
 
-    if is_url(db_path):
-        return []
-    db_path = Path(db_path)
+    from .backend import sidecar_base
+
+    db_path = sidecar_base(db_path)
     removed = []
     if not index_sidecars(db_path):
         return removed

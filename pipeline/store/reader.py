@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_models.common import UserError
 
-from .backend import open_backend
+from .backend import is_url, open_backend
 from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord
 
 _TRACK_COLS = ("id, run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame, "
@@ -305,6 +305,57 @@ class StoreReader:
         with self._lock:
             n, top = self._con.execute(sql, args).fetchone()
         return int(n), int(top)
+
+    def samples_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample_ids (n,), track_ids (n,), embeddings (n, D) float32) of the samples whose id lies in one of
+        the inclusive ``(lo, hi)`` ranges, in id order (the index's pending gaps; a few rows each)."""
+        ids, tracks, blobs = [], [], []
+        ranges = [(int(lo), int(hi)) for lo, hi in ranges]
+        for start in range(0, len(ranges), 200):
+            part = ranges[start:start + 200]
+            sql = ("SELECT id, track_id, embedding FROM samples WHERE "
+                   + " OR ".join("id BETWEEN ? AND ?" for _ in part) + " ORDER BY id")
+            with self._lock:
+                rows = self._con.execute(sql, [v for r in part for v in r]).fetchall()
+            ids += [r[0] for r in rows]
+            tracks += [r[1] for r in rows]
+            blobs += [r[2] for r in rows]
+        order = np.argsort(np.array(ids, np.int64), kind="stable")
+        emb = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), self.embedding_dim)
+        return np.array(ids, np.int64)[order], np.array(tracks, np.int64)[order], emb[order]
+
+    def count_samples_outside(self, upto_id: int, ranges: Sequence[tuple[int, int]]) -> int:
+        """Number of samples with id <= ``upto_id`` outside the disjoint inclusive ``(lo, hi, ...)`` ranges."""
+        n = self.sample_extent(upto_id)[0]
+        ranges = [(int(r[0]), min(int(r[1]), int(upto_id))) for r in ranges if r[0] <= upto_id]
+        for start in range(0, len(ranges), 200):
+            part = ranges[start:start + 200]
+            sql = "SELECT COUNT(*) FROM samples WHERE " + " OR ".join("id BETWEEN ? AND ?" for _ in part)
+            with self._lock:
+                n -= int(self._con.execute(sql, [v for r in part for v in r]).fetchone()[0])
+        return n
+
+    def count_present(self, sample_ids: Sequence[int]) -> int:
+        """How many of the given sample ids are in the store."""
+        n, ids = 0, [int(v) for v in sample_ids]
+        for lo in range(0, len(ids), 900):
+            clause, args = _in_clause("id", ids[lo:lo + 900])
+            with self._lock:
+                n += int(self._con.execute(f"SELECT COUNT(*) FROM samples WHERE {clause}", args).fetchone()[0])
+        return n
+
+    def commit_horizon(self) -> tuple[int, int] | None:
+        """PostgreSQL: (xmin, xmax) of a snapshot taken now (``pg_current_snapshot()``): every transaction
+        with an xid below xmin has ended, every one started later gets an xid >= xmax. Several writers
+        there commit sample ids out of order, so a gap below the largest id seen may still fill; once
+        xmin passes the xmax recorded when the gap was seen, it never will. None on SQLite (one writer,
+        ids commit in order)."""
+        if not is_url(str(self.path)):
+            return None
+        with self._lock:
+            row = self._con.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
+                                    "pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+        return int(row[0]), int(row[1])
 
     def fingerprint(self) -> str:
         """What tells this store from another file at the same path: its first run's start time and the

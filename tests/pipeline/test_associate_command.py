@@ -98,7 +98,8 @@ def test_a_sqlite_follower_waits_while_a_run_writes_the_file(tmp_path):
     assert done["result"].new == 1 and None not in _gids(db).values()
 
 
-def test_cli_on_a_postgresql_url_associates_exports_and_queries(pg_url, tmp_path, capsys):
+def test_cli_on_a_postgresql_url_associates_exports_and_queries(pg_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CAMREID_INDEX_DIR", str(tmp_path / "indexes"))  # --index-dir sets it: restored after
     _two_workers(pg_url, np.random.default_rng(3))
     rules = tmp_path / "association.yaml"
     rules.write_text(yaml.safe_dump({"association": ASSOCIATION}))
@@ -113,13 +114,20 @@ def test_cli_on_a_postgresql_url_associates_exports_and_queries(pg_url, tmp_path
     with StoreReader(pg_url) as reader:  # person p's north track: its mean vector as the query
         north_p = reader.tracks(camera="north")[0]
         np.save(tmp_path / "q.npy", reader.track_embeddings([north_p.id])[0])
+    index_home = str(tmp_path / "indexes")  # this machine's local copy of the server's index
     assert main(["query", "--db", pg_url, "--vector", str(tmp_path / "q.npy"), "--top", "2",
-                 "--out", str(tmp_path / "query")]) == 0
+                 "--out", str(tmp_path / "query"), "--index-dir", index_home]) == 0
     hits = json.loads((tmp_path / "query" / "results.json").read_text())["sightings"]
-    assert "no search index" not in capsys.readouterr().err  # exact search by design, no index to build
+    err = capsys.readouterr().err  # none built yet: searched exactly, and told how to build one
+    assert f"no search index at {index_home}" in err and f"pipeline index --db {pg_url}" in err
+    assert main(["index", "--db", pg_url, "--quiet", "--index-dir", index_home]) == 0
+    assert main(["query", "--db", pg_url, "--vector", str(tmp_path / "q.npy"), "--top", "2",
+                 "--out", str(tmp_path / "query"), "--index-dir", index_home]) == 0
+    assert "no search index" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "query" / "results.json").read_text())["sightings"] == hits
     assert hits[0]["track_id"] == north_p.id and {h["camera_id"] for h in hits if h["rank"] == 1} == {"north", "south"}
     # audited on the server, as on a file store
-    assert [e.action for e in audit.read(pg_url)] == ["export", "search"]
+    assert [e.action for e in audit.read(pg_url)] == ["export", "search", "search"]
 
 
 def test_bad_associate_arguments_are_one_line(tmp_path, capsys):

@@ -23,9 +23,15 @@ from pipeline.search.index import SearchIndex, index_dir, remove_samples, update
 from pipeline.store import StoreReader, TrackStore, restage
 
 
-def sql(path: Path, query: str, args: tuple = ()) -> list[tuple]:
-    """Rows of a read-only SQL query on the SQLite file."""
+def sql(path: Path | str, query: str, args: tuple = ()) -> list[tuple]:
+    """Rows of a read-only SQL query (``?`` placeholders) on the SQLite file or PostgreSQL URL."""
     import sqlite3
+
+    if isinstance(path, str) and path.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(path, autocommit=True) as con:
+            return [tuple(r) for r in con.execute(query.replace("?", "%s"), args).fetchall()]
 
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
