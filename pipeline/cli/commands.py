@@ -159,7 +159,10 @@ def _audit(db: str | Path, action: str, details: dict) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from pipeline.search.index import export_query_embedder, update_index
+    from pipeline.store.governance import GovernanceStore
 
+    with GovernanceStore(args.db):  # migrates a store of an older schema (what the read-only query refuses)
+        pass
     report = update_index(args.db, rebuild=args.rebuild, progress=not args.quiet)
     print(report.format())
     note = export_query_embedder(args.db)

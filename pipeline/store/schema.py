@@ -155,8 +155,8 @@ def check_version(version: int, path: Path, can_migrate: bool) -> None:
         raise StoreError(f"store {path} has schema v{version}, newer than this code's v{SCHEMA_VERSION}: "
                          "upgrade camreid or use another --db")
     if version < SCHEMA_VERSION and not can_migrate:
-        raise StoreError(f"store {path} has schema v{version}, this code reads v{SCHEMA_VERSION}: open it for "
-                         f"writing once (python -m pipeline run --db {path}) to migrate it, or use another --db")
+        raise StoreError(f"store {path} has schema v{version}, this code reads v{SCHEMA_VERSION}: migrate it once "
+                         f"with `python -m pipeline index --db {path}` (or any run on it), or use another --db")
 
 
 def create(con: sqlite3.Connection, meta: dict[str, str]) -> None:

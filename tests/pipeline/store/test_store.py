@@ -379,7 +379,7 @@ def _v1_store(path: Path) -> None:
 def test_schema_v1_store_is_migrated_to_the_current_version_keeping_its_boxes(tmp_path):
     path = tmp_path / "s.db"
     _v1_store(path)
-    with pytest.raises(StoreError, match=r"schema v1, this code reads v\d+: open it for writing once"):
+    with pytest.raises(StoreError, match=r"schema v1, this code reads v\d+: migrate it once with"):
         StoreReader(path)  # the read-only reader does not migrate
     with make_store(path) as store:  # the writer migrates v1 -> v2 in place
         boxes = store.reader.boxes([1])
@@ -447,7 +447,7 @@ def test_schema_versions_are_migrated_or_refused_in_one_line(tmp_path):
     con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match=r"schema v0, this code reads v\d+: open it for writing once"):
+    with pytest.raises(StoreError, match=r"schema v0, this code reads v\d+: migrate it once with"):
         StoreReader(old)
 
 
@@ -530,3 +530,13 @@ def test_reader_names_unknown_cameras_and_runs(store_db):
             reader.check_cameras(["north", "east", "west", "east"])
         with pytest.raises(ValueError, match=r"^no run 99 \(runs: 1\)"):
             reader.check_run(99)
+
+
+def test_the_index_command_migrates_an_older_store_for_the_read_only_commands(tmp_path, capsys):
+    from pipeline.cli import main
+
+    path = tmp_path / "s.db"
+    _v1_store(path)
+    assert main(["index", "--db", str(path), "--quiet"]) == 0  # what the read-only refusal tells the user to run
+    with StoreReader(path) as reader:  # now readable: migrated in place, its boxes kept
+        assert reader.boxes([1]).frame.tolist() == [0, 1]
