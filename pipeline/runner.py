@@ -409,7 +409,8 @@ class Runner:
                 t0 = time.perf_counter()
             if self.heartbeat.due():  # also while no frame comes (a stream reconnecting)
                 self._beat(reader, done)
-                store.maybe_commit()
+                if store.maybe_commit() and self.index is not None:
+                    self.index.poke()
                 t0 = timer.add("store", t0)
             if self.max_frames is not None and len(done) == len(reader.readers):
                 break
@@ -529,9 +530,7 @@ class Runner:
                         self._take(msg, pool, bar)
                     if self._interrupted:
                         raise KeyboardInterrupt
-            self._cam_states = {c: ("failed" if st == "failed" else "ended", err)
-                                for c, (st, err) in self._cam_states.items()}
-            self.heartbeat.write(store, self._cam_states)
+            self._end_heartbeats()
             if self.timer.frames == 0 and not self.worker_errors:
                 why = "; ".join(f"{c}: {err}" for c, (_, _, err) in self._group_stats.items() if err)
                 raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
@@ -653,6 +652,14 @@ class Runner:
             store.end_tracks(rec.camera_id, rec.finished)
             opened.difference_update(rec.finished)
 
+    def _end_heartbeats(self) -> None:
+        """The groups' cameras' last heartbeat: ended (failed for a camera whose reader or group failed)."""
+        if self.heartbeat is None:
+            return
+        self._cam_states = {c: ("failed" if st == "failed" else "ended", err)
+                            for c, (st, err) in self._cam_states.items()}
+        self.heartbeat.write(self.store, self._cam_states)
+
     def _wind_up_groups(self, pool: WorkerPool | None, timeout: float = 60.0) -> None:
         """After Ctrl-C / SIGTERM: every group ends its tracks; their last records are written, identities linked."""
         if self.run_id is None or self.store is None or pool is None:
@@ -665,6 +672,7 @@ class Runner:
                 self._take(msg, pool, None)
         for cam, ids in self._open_ids.items():  # groups that did not answer in time
             self.store.end_tracks(cam, sorted(ids))
+        self._end_heartbeats()
         self.store.commit()
         if self.links:
             self.associator.link(self.store)
