@@ -295,21 +295,21 @@ def test_pages_stay_usable_while_a_writer_holds_the_store(fresh_store, tmp_path)
             writer.add_camera("north", "elsewhere.avi", {"kind": "file"})  # an open, uncommitted batch
             statuses = {c["camera_id"]: c["status"] for c in c.get("/api/cameras").json()["cameras"]}
             assert statuses == {"north": "ended", "south": "ended"}  # the demo run's rows until this run writes
-            writer.camera_status("north", "reconnecting", 12, 0.0, 1000.0, "stream rtsp://cam dropped after 12 frames")
-            writer.camera_status("south", "live", 30, 9.8, 1003.0)
-            writer.commit()
-            cams = {c["camera_id"]: c for c in c.get("/api/cameras").json()["cameras"]}
-            assert {k: v["status"] for k, v in cams.items()} == {"north": "reconnecting", "south": "live"}
-            assert cams["south"]["fps"] == 9.8 and cams["south"]["last_time"] == 1003.0
-            assert cams["north"]["last_error"] == "stream rtsp://cam dropped after 12 frames"
-            page = c.get("/cameras").text
-            assert "status-reconnecting" in page and "status-live" in page and "dropped after 12 frames" in page
             assert c.get("/identities").status_code == 200
             assert c.get("/media/camera/north/snapshot.jpg").status_code == 200  # the committed source
             # audited pages write an audit row: like a run, the writer commits its batch (every
             # store.commit_interval), and the row goes in between two batches
             writer.commit()
             assert c.get(f"/identity/{gid}").status_code == 200
+            writer.camera_status("north", "reconnecting", 12, 0.0, 1000.0, "stream rtsp://cam dropped after 12 frames")
+            writer.camera_status("south", "live", 30, 9.8, 1003.0)
+            writer.commit()  # the heartbeat commits with the run's batch
+            cams = {c["camera_id"]: c for c in c.get("/api/cameras").json()["cameras"]}
+            assert {k: v["status"] for k, v in cams.items()} == {"north": "reconnecting", "south": "live"}
+            assert cams["south"]["fps"] == 9.8 and cams["south"]["last_time"] == 1003.0
+            assert cams["north"]["last_error"] == "stream rtsp://cam dropped after 12 frames"
+            page = c.get("/cameras").text
+            assert "status-reconnecting" in page and "status-live" in page and "dropped after 12 frames" in page
         finally:
             writer.close(discard_if_empty=True)
         # the run is gone while its rows say live/reconnecting: it died
