@@ -46,7 +46,7 @@ from pipeline.access.erasure import PurgeReport, RetentionTimer
 from pipeline.annotate import AnnotatedVideoWriter
 from pipeline.associate import CrossCameraAssociator
 from pipeline.config import PipelineConfig, config_to_dict, load_config
-from pipeline.ingest import IngestError, MultiCameraReader
+from pipeline.ingest import IngestError, MultiCameraReader, camera_state
 from pipeline.search.index import IndexUpdater
 from pipeline.stages.build import Stages, build_stages
 from pipeline.stages.track import ByteTracker
@@ -54,6 +54,7 @@ from pipeline.store import RunCounts, TrackStore, WriterLock, open_backend, stor
 from pipeline.types import Frame
 from pipeline.workers import (
     CamerasEnded,
+    CameraStates,
     FrameRecord,
     GroupDied,
     GroupDone,
@@ -159,6 +160,36 @@ def _expected_frames(meta: dict, cam, max_frames: int | None) -> int | None:
     return n if max_frames is None else min(n, max_frames)
 
 
+class CameraHeartbeat:
+    """Counts each camera's frames and writes its ``camera_status`` row about once per ``interval`` s
+    (the store's commit interval), so the row commits with the run's own commits."""
+
+    def __init__(self, interval: float, clock=time.monotonic) -> None:
+        self.interval, self.clock = float(interval), clock
+        self.frames: dict[str, int] = defaultdict(int)
+        self.last_time: dict[str, float] = {}
+        self._prev: dict[str, tuple[int, float]] = {}  # camera -> (frames, clock) at its last heartbeat
+        self._last = -math.inf
+
+    def saw(self, camera_id: str, timestamp: float, n: int = 1) -> None:
+        self.frames[camera_id] += n
+        self.last_time[camera_id] = max(self.last_time.get(camera_id, -math.inf), timestamp)
+
+    def due(self) -> bool:
+        return self.clock() - self._last >= self.interval
+
+    def write(self, store: TrackStore, states: dict[str, tuple[str, str | None]]) -> None:
+        """Upsert every camera's row; states: camera -> (state, the reader's last error or None)."""
+        now = self.clock()
+        for cam, (state, error) in states.items():
+            n, prev = self.frames[cam], self._prev.get(cam)
+            fps = (n - prev[0]) / (now - prev[1]) if prev is not None and now > prev[1] else None
+            self._prev[cam] = (n, now)
+            store.camera_status(cam, state, n, fps if state in ("live", "reconnecting") else None,
+                                self.last_time.get(cam), error)
+        self._last = now
+
+
 class Runner:
     """One pipeline run over the cameras of a config (see module docstring). Use :func:`run_pipeline`."""
 
@@ -191,6 +222,8 @@ class Runner:
         self.trackers: dict[str, ByteTracker] = {}
         self._retention = RetentionTimer(config.retention)
         self.last_purge: PurgeReport | None = None  # what the last periodic retention did
+        self.heartbeat: CameraHeartbeat | None = None  # per-camera frames and camera_status rows
+        self._reader: MultiCameraReader | None = None
 
     def _preflight(self) -> tuple[WriterLock, MultiCameraReader]:
         """The checks that need no model, before anything is written: the store's writer lock (and that
@@ -234,10 +267,12 @@ class Runner:
         reconnects: dict[str, int] = {}
         try:
             lock, reader = self._preflight()
+            self._reader = reader
             self._build(lock)
             store = self.store
             self.run_id = store.start_run(config_to_dict(cfg) | {"max_frames": self.max_frames})
             fps = {}
+            self.heartbeat = CameraHeartbeat(store.commit_interval)
             self._recent: dict[str, deque] = {}
             expected = []
             for cam in cfg.cameras:
@@ -258,6 +293,7 @@ class Runner:
                 total = None if any(e is None for e in expected) else sum(expected)
                 bar = tqdm(total=total, unit="frame", desc="run", dynamic_ncols=True, file=sys.stderr)
             self._loop(reader, bar)
+            self._beat(reader, set(reader.readers))
             if self.timer.frames == 0:
                 why = "; ".join(f"{c}: {s.last_error}" for c, s in reader.stats.items() if s.last_error)
                 raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
@@ -304,6 +340,8 @@ class Runner:
         if self.run_id is None or self.store is None or not self.trackers:
             return
         print("interrupted: ending tracks and linking identities (Ctrl-C again to stop at once)", file=sys.stderr)
+        if self.heartbeat is not None and self._reader is not None:
+            self._beat(self._reader, set(self._reader.readers))
         self._finish_cameras(list(self.trackers))
         if self.links:
             self.associator.link(self.store)
@@ -341,6 +379,7 @@ class Runner:
                 batch = [f for f in batch if counts[f.camera_id] < self.max_frames]
             for f in batch:
                 counts[f.camera_id] += 1
+                self.heartbeat.saw(f.camera_id, f.timestamp)
             t0 = timer.add("read", t0)
             if batch:
                 self._step(batch)
@@ -368,8 +407,19 @@ class Runner:
                 self._finish_cameras(ended)
                 done.update(ended)
                 t0 = time.perf_counter()
+            if self.heartbeat.due():  # also while no frame comes (a stream reconnecting)
+                self._beat(reader, done)
+                if store.maybe_commit() and self.index is not None:
+                    self.index.poke()
+                t0 = timer.add("store", t0)
             if self.max_frames is not None and len(done) == len(reader.readers):
                 break
+
+    def _beat(self, reader: MultiCameraReader, done: set[str]) -> None:
+        """Write every camera's heartbeat from its reader's state (``done``: cameras whose last frame was taken)."""
+        stats = reader.stats
+        self.heartbeat.write(self.store, {c: (camera_state(s.state, c in done), s.last_error)
+                                          for c, s in stats.items()})
 
     def _step(self, batch: list[Frame]) -> None:
         timer, store, stages = self.timer, self.store, self.stages
@@ -439,6 +489,7 @@ class Runner:
         reconnects: dict[str, int] = {}
         self._open_ids: dict[str, set[int]] = defaultdict(set)  # camera -> local ids recorded and not ended
         self._group_stats: dict[str, tuple[bool, int, str | None]] = {}
+        self._cam_states: dict[str, tuple[str, str | None]] = {c.id: ("live", None) for c in cfg.cameras}
         try:
             lock = self.backend.writer_lock([c.id for c in cfg.cameras])  # StoreError / StoreBusyError
             try:
@@ -461,6 +512,7 @@ class Runner:
                 store.add_camera(cam.id, str(cam.source), metas[cam.id])
                 expected.append(_expected_frames(metas[cam.id], cam, self.max_frames))
             store.commit()
+            self.heartbeat = CameraHeartbeat(store.commit_interval)
             pool.go()
             t_loop = time.perf_counter()
             self._cpu0 = time.process_time()
@@ -478,6 +530,7 @@ class Runner:
                         self._take(msg, pool, bar)
                     if self._interrupted:
                         raise KeyboardInterrupt
+            self._end_heartbeats()
             if self.timer.frames == 0 and not self.worker_errors:
                 why = "; ".join(f"{c}: {err}" for c, (_, _, err) in self._group_stats.items() if err)
                 raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
@@ -537,9 +590,17 @@ class Runner:
         """Write one message of a group to the store (commits every commit_interval; links every associate_every)."""
         store, timer = self.store, self.timer
         t0 = time.perf_counter()
-        if isinstance(msg, GroupStep):
+        if isinstance(msg, CameraStates):
+            self._cam_states.update({c.camera_id: (c.state, c.last_error) for c in msg.states})
+            if self.heartbeat.due():
+                self.heartbeat.write(store, self._cam_states)
+            store.maybe_commit()
+        elif isinstance(msg, GroupStep):
             for rec in msg.records:
                 self._record(rec)
+                self.heartbeat.saw(rec.camera_id, rec.timestamp)
+            if self.heartbeat.due():
+                self.heartbeat.write(store, self._cam_states)
             store.maybe_commit()
             timer.frames += len(msg.records)
             t0 = timer.add("store", t0)
@@ -570,6 +631,7 @@ class Runner:
             print(f"error: {name} stopped: {why}; its tracks were ended, the other groups carry on", file=sys.stderr)
             for cam in pool.groups[msg.group]:
                 store.end_tracks(cam.id, sorted(self._open_ids.pop(cam.id, ())))
+                self._cam_states[cam.id] = ("failed", why)
             store.commit()
             timer.add("store", t0)
 
@@ -590,6 +652,14 @@ class Runner:
             store.end_tracks(rec.camera_id, rec.finished)
             opened.difference_update(rec.finished)
 
+    def _end_heartbeats(self) -> None:
+        """The groups' cameras' last heartbeat: ended (failed for a camera whose reader or group failed)."""
+        if self.heartbeat is None:
+            return
+        self._cam_states = {c: ("failed" if st == "failed" else "ended", err)
+                            for c, (st, err) in self._cam_states.items()}
+        self.heartbeat.write(self.store, self._cam_states)
+
     def _wind_up_groups(self, pool: WorkerPool | None, timeout: float = 60.0) -> None:
         """After Ctrl-C / SIGTERM: every group ends its tracks; their last records are written, identities linked."""
         if self.run_id is None or self.store is None or pool is None:
@@ -602,6 +672,7 @@ class Runner:
                 self._take(msg, pool, None)
         for cam, ids in self._open_ids.items():  # groups that did not answer in time
             self.store.end_tracks(cam, sorted(ids))
+        self._end_heartbeats()
         self.store.commit()
         if self.links:
             self.associator.link(self.store)

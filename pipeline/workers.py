@@ -27,6 +27,7 @@ do not fight over the cores.
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 import pickle
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import AssociationConfig, CameraConfig, PipelineConfig
-from pipeline.ingest import MultiCameraReader
+from pipeline.ingest import MultiCameraReader, camera_state
 from pipeline.stages.build import Stages, build_stages
 from pipeline.types import Detections, Frame
 
@@ -98,6 +99,24 @@ class GroupStep:
 
 
 @dataclass(frozen=True)
+class CameraState:
+    """A camera's reader state for its ``camera_status`` heartbeat: state as ``Runner.camera_state`` gives it
+    ('live', 'reconnecting', 'ended', 'failed') and the reader's last error (None: none)."""
+
+    camera_id: str
+    state: str
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class CameraStates:
+    """A group's cameras' states, sent about once per store commit interval (also while no frame comes)."""
+
+    group: int
+    states: tuple[CameraState, ...]
+
+
+@dataclass(frozen=True)
 class CamerasEnded:
     """Cameras of a group that ended (or reached max_frames, or were stopped): camera -> local ids it finished."""
 
@@ -130,7 +149,7 @@ class GroupDied(RuntimeError):
     """A group's process ended without a word (killed, crashed in native code); the message says how."""
 
 
-Message = GroupReady | GroupStep | CamerasEnded | GroupDone | GroupFailed
+Message = GroupReady | GroupStep | CameraStates | CamerasEnded | GroupDone | GroupFailed
 
 
 # ------------------------------------------------------------------ splitting
@@ -167,8 +186,10 @@ class CameraGroup:
     The steps are those of the single-process run loop (``Runner._step``), minus the store.
     """
 
-    def __init__(self, index: int, stages: Stages, reader: MultiCameraReader, max_frames: int | None) -> None:
+    def __init__(self, index: int, stages: Stages, reader: MultiCameraReader, max_frames: int | None,
+                 status_every: float = 1.0) -> None:
         self.index, self.stages, self.reader, self.max_frames = index, stages, reader, max_frames
+        self.status_every = float(status_every)  # seconds between CameraStates messages
         self.trackers = {}
         self.recent: dict[str, deque] = {}
         for cam_id, r in reader.readers.items():
@@ -188,6 +209,7 @@ class CameraGroup:
         """Loop until every camera ended (or reached max_frames) or ``stopping()``; then finish every track."""
         reader, counts = self.reader, defaultdict(int)
         t0 = time.perf_counter()
+        last_states = -math.inf
         while not reader.finished and not stopping():
             batch = reader.next_batch(timeout=0.5)
             if self.max_frames is not None:
@@ -206,11 +228,19 @@ class CameraGroup:
             if ended:
                 self.finish(ended, send)
                 t0 = time.perf_counter()
+            if time.monotonic() - last_states >= self.status_every:
+                send(self.states())
+                last_states = time.monotonic()
             if self.max_frames is not None and len(self.done) == len(reader.readers):
                 break
         rest = [c for c in self.trackers if c not in self.done]
         if rest:
             self.finish(rest, send)
+
+    def states(self) -> CameraStates:
+        """Every camera's state now (ended: its last frame was taken)."""
+        return CameraStates(self.index, tuple(CameraState(c, camera_state(s.state, c in self.done), s.last_error)
+                                              for c, s in self.reader.stats.items()))
 
     def step(self, batch: list[Frame]) -> tuple[FrameRecord, ...]:
         stages = self.stages
@@ -320,7 +350,7 @@ def group_main(spec: GroupSpec, out, go, stop) -> None:
             if parent_gone() or stop.is_set():
                 os._exit(1)
         started = True
-        group = CameraGroup(spec.index, stages, reader, spec.max_frames)
+        group = CameraGroup(spec.index, stages, reader, spec.max_frames, spec.config.store.commit_interval)
         cpu0 = time.process_time()
         group.run(send, stop.is_set)
         reader.stop()

@@ -37,6 +37,15 @@ log = logging.getLogger("pipeline.ingest")  # one logger for readers and sources
 _END = object()  # end-of-stream marker put in a reader's queue
 
 
+def camera_state(reader_state: str, ended: bool) -> str:
+    """The stored state of a camera (``camera_status.state``) from its reader's ``ReaderStats.state`` and
+    whether the run has taken its last frame (``ended``: source done or ``--max-frames`` reached): a reader
+    that finished still has queued frames to hand out, so the camera stays live until they are taken."""
+    if ended:
+        return "failed" if reader_state == "failed" else "ended"
+    return "reconnecting" if reader_state == "reconnecting" else "live"
+
+
 class CameraReader:
     """Reads one camera on a daemon thread into a bounded queue; ``get()`` returns Frames.
 
@@ -155,8 +164,10 @@ class CameraReader:
                 if not self._put_blocking(frame):
                     break
                 self._n.frames_delivered += 1
+            self._n.state = "ended"
         except Exception as e:  # noqa: BLE001 - one bad camera must not kill the others
             self._n.last_error = f"{type(e).__name__}: {e}"
+            self._n.state = "failed"
             log.exception("camera %s: reader failed", self.camera.id)
         finally:
             frames.close()  # type: ignore[attr-defined]
@@ -186,6 +197,7 @@ class CameraReader:
                             stamp = time.time()
                             got += 1
                             backoff = self.backoff_initial
+                            n.state = "live"
                             if index % cam.stride == 0:
                                 cropped = self._crop(image)
                                 if cropped is not None:
@@ -199,14 +211,19 @@ class CameraReader:
                     n.last_error = f"stream {cam.source} dropped after {got} frames"
                 if not cam.reconnect:
                     log.warning("camera %s: %s; reconnect is off, camera ends", cam.id, n.last_error)
+                    n.state = "failed"
                     break
                 log.warning("camera %s: %s; retrying in %.1f s", cam.id, n.last_error, backoff)
+                n.state = "reconnecting"
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
         except Exception as e:  # noqa: BLE001
             n.last_error = f"{type(e).__name__}: {e}"
+            n.state = "failed"
             log.exception("camera %s: reader failed", cam.id)
         finally:
+            if n.state != "failed":
+                n.state = "ended"
             if not self._stop.is_set():
                 self._put_dropping(_END)
 

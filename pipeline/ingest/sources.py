@@ -43,6 +43,9 @@ class ReaderStats:
     reconnects: live sources: times the connection was re-established after a failure.
     open_failures: live sources: failed connection attempts.
     finished: the reader thread has ended (snapshots only).
+    state: "live" (reading or connecting), "reconnecting" (a live source waiting in back-off to reopen),
+    "ended" (the source ended or the reader stopped), "failed" (the reader gave up: an error, or a dropped
+    live stream with ``reconnect: false``).
     """
 
     camera_id: str
@@ -54,6 +57,7 @@ class ReaderStats:
     open_failures: int = 0
     last_error: str | None = None
     finished: bool = False
+    state: str = "live"
 
 
 def seek_frame(cap: cv2.VideoCapture, index: int,

@@ -42,6 +42,26 @@ def require_store(path: str | Path) -> Path:
     return path
 
 
+CAMERA_STATES = ("live", "reconnecting", "ended", "failed")
+"""What ``camera_status.state`` holds: reading frames, waiting to reconnect a dropped stream, source ended,
+reader gave up (an error, or a dropped live stream with ``reconnect: false``)."""
+
+
+@dataclass(frozen=True)
+class CameraStatusRecord:
+    """A camera's stored heartbeat (``camera_status`` row): state (one of CAMERA_STATES), frames read by
+    run ``run_id``, fps (frames/s over the last heartbeat interval), last_frame_time and updated (epoch s)."""
+
+    camera_id: str
+    run_id: int | None
+    state: str
+    frames: int
+    fps: float | None
+    last_frame_time: float | None
+    last_error: str | None
+    updated: float
+
+
 @dataclass(frozen=True)
 class TrackRecord:
     """One track row: a camera-local track of one run. Times in epoch seconds, frames 0-based."""

@@ -20,7 +20,7 @@ import numpy as np
 from reid_models.common import UserError
 
 from .backend import is_url, open_backend
-from .base import Boxes, RunCounts, Samples, StoreError, TrackRecord
+from .base import Boxes, CameraStatusRecord, RunCounts, Samples, StoreError, TrackRecord
 
 _TRACK_COLS = ("id, run_id, camera_id, local_id, start_time, end_time, start_frame, end_frame, "
                "n_boxes, n_samples, ended, global_id")
@@ -383,6 +383,14 @@ class StoreReader:
         with self._lock:
             rows = self._con.execute("SELECT id, source, meta FROM cameras ORDER BY id").fetchall()
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def camera_statuses(self) -> dict[str, CameraStatusRecord]:
+        """Each camera's last heartbeat written by a run (``camera_status``); {} for a store written
+        before schema v5 or by a run that wrote none."""
+        with self._lock:
+            rows = self._con.execute("SELECT camera_id, run_id, state, frames, fps, last_frame_time, last_error, "
+                                     "updated FROM camera_status ORDER BY camera_id").fetchall()
+        return {r[0]: CameraStatusRecord(*r) for r in rows}
 
     def runs(self) -> list[tuple[int, float, float | None, dict]]:
         """(run_id, started, finished or None if it never closed, config) of every run."""

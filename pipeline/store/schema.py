@@ -103,7 +103,15 @@ password record), ``audit_log`` (append-only, hash-chained; ``meta.audit_anchor`
 the last row purged by retention), ``links.actor`` (who made a ``manual`` link; NULL = automatic) and
 ``link_rejections`` (track/identity pairs an operator rejected: association never links them again)."""
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS, _V3_INTERPOLATED, _V4_GOVERNANCE)
+_V5_CAMERA_STATUS = """
+CREATE TABLE camera_status (camera_id TEXT PRIMARY KEY, run_id INTEGER, state TEXT NOT NULL, frames INTEGER NOT NULL,
+                            fps REAL, last_frame_time REAL, last_error TEXT, updated REAL NOT NULL);
+"""
+"""v5: ``camera_status``, each camera's heartbeat written by the run that reads it, with its commits: state
+('live', 'reconnecting', 'ended', 'failed'), frames read this run, frames/s since the previous heartbeat,
+time (epoch s) of the last frame, the reader's last error and when the row was written (epoch s)."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2_EMBEDDERS, _V3_INTERPOLATED, _V4_GOVERNANCE, _V5_CAMERA_STATUS)
 """SQL scripts; ``MIGRATIONS[k]`` migrates version k to k + 1 (version 0 = an empty database)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -43,7 +43,7 @@ from reid_models.common import encode_jpeg, l2_normalize
 
 from . import schema
 from .backend import open_backend
-from .base import StoreError, StoreWriteError
+from .base import CAMERA_STATES, StoreError, StoreWriteError
 from .lock import WriterLock
 from .reader import StoreReader
 
@@ -339,6 +339,23 @@ class TrackStore:
             con.executemany("INSERT INTO samples(track_id, frame, time, x1, y1, x2, y2, confidence, embedding, "
                             "thumbnail, embedder_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
             self._pending.samples += len(out)
+
+    def camera_status(self, camera_id: str, state: str, frames: int, fps: float | None,
+                      last_frame_time: float | None, last_error: str | None = None) -> None:
+        """Upsert the camera's heartbeat row (``camera_status``) in the open batch: it commits with the run's
+        next commit. state: 'live', 'reconnecting', 'ended' or 'failed'; frames: read this run; fps: frames/s
+        since the last heartbeat; last_frame_time: epoch s of the newest frame (None before any)."""
+        if state not in CAMERA_STATES:
+            raise ValueError(f"camera state must be one of {', '.join(CAMERA_STATES)}, got {state!r}")
+        self._require_run()
+        with self._batch() as con:
+            con.execute(
+                "INSERT INTO camera_status(camera_id, run_id, state, frames, fps, last_frame_time, last_error, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (camera_id) DO UPDATE SET "
+                "run_id=excluded.run_id, state=excluded.state, frames=excluded.frames, fps=excluded.fps, "
+                "last_frame_time=excluded.last_frame_time, last_error=excluded.last_error, updated=excluded.updated",
+                (camera_id, self.run_id, state, int(frames), None if fps is None else float(fps),
+                 None if last_frame_time is None else float(last_frame_time), last_error, time.time()))
 
     def end_tracks(self, camera_id: str, local_ids: Iterable[int]) -> None:
         """Mark tracks finished (lost beyond the tracker's buffer, or end of stream)."""

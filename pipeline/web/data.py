@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.store import StoreReader, TrackRecord
+from pipeline.config import StoreConfig
+from pipeline.store import CameraStatusRecord, StoreReader, TrackRecord
 from pipeline.store.lock import lock_path
 
 
@@ -132,11 +133,17 @@ def list_identities(reader: StoreReader, user, page: int, page_size: int) -> tup
 class CameraStatus:
     """A camera on the cameras page.
 
-    status: "live" (a run is writing and the camera's newest box is recent), "reconnecting" (a run
-    is writing but nothing new came from this camera for ``stall_seconds``: its stream dropped, or
-    nobody is in view), "ended" (no run is writing). fps: frames/s measured from the newest box's
-    frame index between page loads while live, else the source's nominal rate. last_time: time
-    (epoch seconds) of the newest stored box, None before any.
+    From the camera's heartbeat row (``camera_status``, written by the run that reads it, schema v5):
+    status = its stored state ("live", "reconnecting", "ended", "failed"), or "stopped" for a live or
+    reconnecting row whose run no longer writes the store or that was not updated for
+    ``STALE_INTERVALS`` commit intervals (the run died); fps: frames/s the run measured over its last
+    heartbeat interval; last_time: time (epoch s) of the camera's last frame read; frames: frames read
+    by that run; last_error: the reader's last error.
+    A camera without a row (a store written before v5) falls back to inference from the stored boxes:
+    "live" (a run is writing and the camera's newest box is recent), "reconnecting" (nothing new for
+    ``stall_seconds``: its stream dropped, or nobody is in view), "ended" (no run is writing); fps
+    measured between page loads; last_time = the newest box's time.
+    last_frame: frame index of the newest stored box (the snapshot), None before any.
     """
 
     camera_id: str
@@ -147,6 +154,12 @@ class CameraStatus:
     last_time: float | None
     last_frame: int | None
     n_tracks: int
+    frames: int | None = None
+    last_error: str | None = None
+
+
+STALE_INTERVALS = 3.0
+"""A live heartbeat older than this many of its run's commit intervals means the run stopped."""
 
 
 def writer_active(reader: StoreReader) -> bool:
@@ -184,6 +197,7 @@ class CameraMonitor:
 
     def statuses(self, reader: StoreReader, user) -> list[CameraStatus]:
         active = writer_active(reader)
+        stored = reader.camera_statuses()
         out = []
         now = self.clock()
         for cam, _source, meta in reader.cameras():
@@ -193,6 +207,12 @@ class CameraMonitor:
             last = max(tracks, key=lambda t: t.end_time) if tracks else None
             nominal = float(meta["fps"]) if meta.get("fps") else None
             frame = last.end_frame if last else None
+            row = stored.get(cam)
+            if row is not None:
+                out.append(CameraStatus(cam, str(meta.get("kind", "")), stored_state(reader, row, active),
+                                        row.fps, nominal, row.last_frame_time, frame, len(tracks), row.frames,
+                                        row.last_error))
+                continue
             with self._lock:
                 prev = self._seen.get(cam)
                 fps = prev[2] if prev else None
@@ -208,6 +228,25 @@ class CameraMonitor:
             out.append(CameraStatus(cam, str(meta.get("kind", "")), status, fps if status == "live" else None,
                                     nominal, last.end_time if last else None, frame, len(tracks)))
         return out
+
+
+def stored_state(reader: StoreReader, row: CameraStatusRecord, active: bool, now: float | None = None) -> str:
+    """The status shown for a heartbeat row: its state, or "stopped" for a live/reconnecting row whose run
+    no longer writes the store (``active``: :func:`writer_active`) or whose heartbeat is stale."""
+    if row.state not in ("live", "reconnecting"):
+        return row.state
+    runs = {r[0]: r for r in reader.runs()}
+    run = runs.get(row.run_id)
+    if reader.shared:
+        writing = row.run_id in reader.live_runs()
+    else:
+        writing = active and run is not None and row.run_id == max(runs)
+    store_cfg = (run[3] if run else {}).get("store") or {}
+    interval = float(store_cfg.get("commit_interval") or StoreConfig().commit_interval)
+    now = time.time() if now is None else now
+    if not writing or now - row.updated > STALE_INTERVALS * interval:
+        return "stopped"
+    return row.state
 
 
 def camera_source(reader: StoreReader, camera_id: str) -> tuple[Path | None, dict]:

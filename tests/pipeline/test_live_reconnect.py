@@ -62,8 +62,12 @@ def test_live_camera_drops_and_reconnects_while_file_camera_keeps_going(make_dem
         step = Runner._step
         t_start = time.time()
 
+        heartbeats: list[str] = []  # the live camera's camera_status state after each step (writer's batch)
+
         def recording_step(self: Runner, batch) -> None:
             step(self, batch)
+            row = self.store.reader.camera_statuses().get("live")
+            heartbeats.append(row.state if row is not None else None)
             now = time.time()
             seen.extend((now, f.camera_id, f.index, f.timestamp) for f in batch)
             n_north = sum(c == "north" for _, c, _, _ in seen)
@@ -101,6 +105,13 @@ def test_live_camera_drops_and_reconnects_while_file_camera_keeps_going(make_dem
     assert len(during) >= 2, (gap_start, gap_end, north)
     assert during == list(range(during[0], during[0] + len(during)))
     assert sum(s > gap_end for s in stamps) >= 3  # and live frames flowed again afterwards
+
+    # the heartbeat said so: live, reconnecting during the outage, live again; both cameras end with their frames
+    assert "reconnecting" in heartbeats and "live" in heartbeats[heartbeats.index("reconnecting"):]
+    with StoreReader(tmp_path / "live.db") as store:
+        rows = store.camera_statuses()
+    assert {c: (r.state, r.frames) for c, r in rows.items()} == {"north": ("ended", N_FRAMES),
+                                                                 "live": ("ended", N_FRAMES)}
 
     # both cameras' tracks and boxes are in the store, the live ones stamped with wall-clock time
     with StoreReader(tmp_path / "live.db") as store:

@@ -162,3 +162,35 @@ def test_ctrl_c_closes_the_store_cleanly_and_exits_130(make_demo_yaml, tmp_path)
         assert all(t.ended for t in store.tracks())
         # Ctrl-C links what the run has, as the end of a file does: no sampled track is left without identity
         assert [t.id for t in store.tracks() if t.n_samples > 0 and t.global_id is None] == []
+
+
+def test_heartbeat_counts_frames_and_measures_fps_between_beats(tmp_path):
+    """CameraHeartbeat: due once per interval, fps = frames since the last beat / seconds since it (live and
+    reconnecting rows only), written into the store's batch."""
+    from pipeline.config import StoreConfig
+    from pipeline.runner import CameraHeartbeat
+    from pipeline.store import TrackStore
+
+    now = [100.0]
+    beat = CameraHeartbeat(1.0, clock=lambda: now[0])
+    with TrackStore(StoreConfig(path=str(tmp_path / "s.db")), "test-embedder-v1", 4) as store:
+        store.start_run()
+        assert beat.due()
+        beat.write(store, {"a": ("live", None), "b": ("reconnecting", "cannot connect to rtsp://b")})
+        assert not beat.due()
+        for k in range(20):
+            beat.saw("a", 1000.0 + k / 10)
+        now[0] = 102.0
+        assert beat.due()
+        beat.write(store, {"a": ("live", None), "b": ("reconnecting", "cannot connect to rtsp://b")})
+        rows = store.reader.camera_statuses()
+        assert (rows["a"].frames, rows["a"].fps, rows["a"].last_frame_time) == (20, 10.0, 1000.0 + 19 / 10)
+        b = rows["b"]
+        assert (b.state, b.frames, b.fps, b.last_frame_time) == ("reconnecting", 0, 0.0, None)
+        beat.saw("a", 1002.0, n=5)
+        now[0] = 103.0
+        beat.write(store, {"a": ("ended", None), "b": ("failed", "gave up")})
+    with StoreReader(tmp_path / "s.db") as reader:
+        rows = reader.camera_statuses()
+    assert (rows["a"].state, rows["a"].frames, rows["a"].fps) == ("ended", 25, None)
+    assert (rows["b"].state, rows["b"].last_error) == ("failed", "gave up")

@@ -119,6 +119,9 @@ def test_two_workers_store_the_same_tracks_boxes_and_samples_as_one_process(tmp_
     assert _rows(b, "SELECT COUNT(*) FROM tracks WHERE n_samples > 0 AND global_id IS NULL") == [(0,)]
     assert _rows(b, "SELECT finished IS NOT NULL, json_extract(config, '$.workers') FROM runs") == [(1, 2)]
     assert abs(one.identities - two.identities) <= max(1, one.identities // 10)
+    # each camera's heartbeat: the groups sent their states, the parent counted the frames it stored
+    status = "SELECT camera_id, state, frames, last_frame_time > 1714557600.0, run_id FROM camera_status ORDER BY 1"
+    assert _rows(a, status) == _rows(b, status) == [(f"cam{k}", "ended", 60, 1, 1) for k in range(1, 5)]
     WriterLock.acquire(b).release()
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import CameraConfig
-from pipeline.ingest import CameraReader, IngestError, MultiCameraReader, list_images, seek_frame
+from pipeline.ingest import CameraReader, IngestError, MultiCameraReader, camera_state, list_images, seek_frame
 from tests.pipeline.ingest.mjpeg_server import MJPEGServer
 from tests.signals import default_sigint
 
@@ -198,10 +198,12 @@ def test_live_stream_drops_then_reconnects_while_file_keeps_going(vtest_path, cl
         cams = [cam(server.url, id="ipcam"), cam(vtest_path, id="file", end_frame=300)]
         arrivals: dict[str, list[tuple[float, object]]] = {"ipcam": [], "file": []}
         t0 = time.time()
+        states: list[str] = []
         with MultiCameraReader(cams, queue_size=4, backoff_initial=0.2, backoff_max=1.0) as m:
             while time.time() - t0 < 10 and len(arrivals["ipcam"]) < 35:
                 for f in m.next_batch(timeout=0.5):
                     arrivals[f.camera_id].append((time.time(), f))
+                states.append(m.stats["ipcam"].state)  # polled as the runner's heartbeat does
                 time.sleep(0.01)  # a consumer that needs a little time per batch
             stats = m.stats
             t_stop = time.monotonic()
@@ -209,6 +211,10 @@ def test_live_stream_drops_then_reconnects_while_file_keeps_going(vtest_path, cl
     live = [f for _, f in arrivals["ipcam"]]
     assert len(live) >= 35, stats
     assert stats["ipcam"].reconnects >= 1 and stats["ipcam"].open_failures >= 1  # refused, then back
+    # live, then reconnecting while refused (back-off), then live again; the file camera stays live
+    assert states[0] == "live" and "reconnecting" in states and stats["ipcam"].state == "live"
+    assert "live" in states[states.index("reconnecting"):] and stats["file"].state == "live"
+    assert m.stats["ipcam"].state == "ended" and camera_state(m.stats["ipcam"].state, True) == "ended"
     assert server.drops_done == 1 and server.connections >= 2
     assert [f.index for f in live] == sorted({f.index for f in live})
     stamps = [f.timestamp for f in live]
@@ -234,6 +240,8 @@ def test_live_without_reconnect_ends(clip_jpegs) -> None:
         assert len(frames) == 5 and m.finished
         s = m.stats["cam"]
         assert s.reconnects == 0 and "dropped after 5 frames" in s.last_error
+        assert s.state == "failed" and camera_state(s.state, ended=True) == "failed"
+        assert camera_state(s.state, ended=False) == "live"  # frames still queued: not ended for the run yet
 
 
 def test_live_queue_drops_oldest_frames_when_consumer_is_slow(clip_jpegs) -> None:
@@ -255,6 +263,7 @@ def test_unreachable_url_retries_with_exponential_backoff() -> None:
         port = s.getsockname()[1]
     r = CameraReader(cam(f"http://127.0.0.1:{port}/video.mjpg"), backoff_initial=0.05, backoff_max=0.2).start()
     time.sleep(1.0)  # waits 0.05, 0.1, 0.2, 0.2, 0.2, ... -> about 6 attempts, not hundreds
+    assert r.stats.state == "reconnecting" and camera_state(r.stats.state, ended=False) == "reconnecting"
     t = time.monotonic()
     r.stop()
     assert time.monotonic() - t < 1.0

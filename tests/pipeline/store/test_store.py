@@ -389,7 +389,7 @@ def test_schema_v1_store_is_migrated_to_the_current_version_keeping_its_boxes(tm
         store.record_frame(frame, Detections.from_arrays([[1, 2, 11, 32]], [0.8], track_id=[7]), interpolated=True)
         store.record_frame(replace(frame, index=6, timestamp=0.6),
                            Detections.from_arrays([[2, 2, 12, 32]], [0.9], track_id=[7]))
-    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 4
+    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 5
     with StoreReader(path) as reader:
         (new,) = [t for t in reader.tracks() if t.run_id == 2]
         assert (new.start_frame, new.end_frame, new.n_boxes) == (5, 6, 2)
@@ -540,3 +540,31 @@ def test_the_index_command_migrates_an_older_store_for_the_read_only_commands(tm
     assert main(["index", "--db", str(path), "--quiet"]) == 0  # what the read-only refusal tells the user to run
     with StoreReader(path) as reader:  # now readable: migrated in place, its boxes kept
         assert reader.boxes([1]).frame.tolist() == [0, 1]
+
+
+def test_camera_status_upserts_in_the_batch_and_reads_back(store_db):
+    """The heartbeat row commits with the run's next commit (not before), one row per camera, updated in place."""
+    _, db = store_db
+    store = make_store(db)
+    run = store.start_run({"cameras": ["cam1", "cam2"]})
+    store.add_camera("cam1", str(CLIP), {"fps": 10})
+    store.camera_status("cam1", "live", 10, 9.5, 1000.5)
+    store.camera_status("cam2", "reconnecting", 0, None, None, "cannot connect to rtsp://x")
+    with StoreReader(db) as other:
+        assert other.camera_statuses() == {}  # not committed yet
+    assert store.reader.camera_statuses()["cam1"].state == "live"  # the writer's own reader sees the batch
+    store.commit()
+    with StoreReader(db) as other:
+        rows = other.camera_statuses()
+    assert set(rows) == {"cam1", "cam2"}
+    r = rows["cam1"]
+    assert (r.run_id, r.state, r.frames, r.fps, r.last_frame_time, r.last_error) == (run, "live", 10, 9.5, 1000.5, None)
+    assert rows["cam2"].state == "reconnecting" and rows["cam2"].last_error == "cannot connect to rtsp://x"
+    assert rows["cam2"].fps is None and rows["cam2"].last_frame_time is None and rows["cam2"].updated >= r.updated
+    store.camera_status("cam1", "ended", 25, None, 1002.0)
+    with pytest.raises(ValueError, match="camera state"):
+        store.camera_status("cam1", "sleeping", 25, None, 1002.0)
+    store.close()
+    with StoreReader(db) as other:
+        rows = other.camera_statuses()
+    assert (rows["cam1"].state, rows["cam1"].frames, rows["cam1"].fps) == ("ended", 25, None) and len(rows) == 2

@@ -176,11 +176,15 @@ def test_cameras_page_shows_status_time_and_snapshot(client_as, web_store):
     cams = op.client.get("/api/cameras").json()["cameras"]
     with StoreReader(web_store) as store:
         tracks = store.tracks()
+        rows = store.camera_statuses()
+        last_run = store.runs()[-1][0]
     assert [c["camera_id"] for c in cams] == ["north", "south"]
     for c in cams:
         mine = [t for t in tracks if t.camera_id == c["camera_id"]]
-        assert c["status"] == "ended" and c["nominal_fps"] == 10.0
-        assert c["last_time"] == max(t.end_time for t in mine) and c["n_tracks"] == len(mine)
+        row = rows[c["camera_id"]]  # the demo run's heartbeat: ended, every frame of its window read
+        assert (row.state, row.run_id, row.frames) == ("ended", last_run, 60)
+        assert c["status"] == "ended" and c["nominal_fps"] == 10.0 and c["frames"] == 60
+        assert c["last_time"] == row.last_frame_time >= max(t.end_time for t in mine) and c["n_tracks"] == len(mine)
         snap = op.client.get(f"/media/camera/{c['camera_id']}/snapshot.jpg")
         assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
     assert "status-ended" in op.client.get("/cameras").text
@@ -290,16 +294,26 @@ def test_pages_stay_usable_while_a_writer_holds_the_store(fresh_store, tmp_path)
             writer.commit()
             writer.add_camera("north", "elsewhere.avi", {"kind": "file"})  # an open, uncommitted batch
             statuses = {c["camera_id"]: c["status"] for c in c.get("/api/cameras").json()["cameras"]}
-            assert set(statuses.values()) <= {"live", "reconnecting"} and statuses
+            assert statuses == {"north": "ended", "south": "ended"}  # the demo run's rows until this run writes
             assert c.get("/identities").status_code == 200
             assert c.get("/media/camera/north/snapshot.jpg").status_code == 200  # the committed source
             # audited pages write an audit row: like a run, the writer commits its batch (every
             # store.commit_interval), and the row goes in between two batches
             writer.commit()
             assert c.get(f"/identity/{gid}").status_code == 200
+            writer.camera_status("north", "reconnecting", 12, 0.0, 1000.0, "stream rtsp://cam dropped after 12 frames")
+            writer.camera_status("south", "live", 30, 9.8, 1003.0)
+            writer.commit()  # the heartbeat commits with the run's batch
+            cams = {c["camera_id"]: c for c in c.get("/api/cameras").json()["cameras"]}
+            assert {k: v["status"] for k, v in cams.items()} == {"north": "reconnecting", "south": "live"}
+            assert cams["south"]["fps"] == 9.8 and cams["south"]["last_time"] == 1003.0
+            assert cams["north"]["last_error"] == "stream rtsp://cam dropped after 12 frames"
+            page = c.get("/cameras").text
+            assert "status-reconnecting" in page and "status-live" in page and "dropped after 12 frames" in page
         finally:
             writer.close(discard_if_empty=True)
-        assert {c["status"] for c in c.get("/api/cameras").json()["cameras"]} == {"ended"}
+        # the run is gone while its rows say live/reconnecting: it died
+        assert {c["status"] for c in c.get("/api/cameras").json()["cameras"]} == {"stopped"}
 
 
 def test_login_form_needs_its_csrf_token(web_app):
@@ -310,3 +324,44 @@ def test_login_form_needs_its_csrf_token(web_app):
         assert r.status_code == 403
         page = c.get("/login")
         assert csrf_of(page.text)
+
+
+def test_cameras_without_heartbeat_rows_fall_back_to_inference(fresh_store, tmp_path):
+    """A store written before schema v5 has no camera_status rows: statuses come from the stored boxes."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from pipeline.web import create_app
+
+    con = sqlite3.connect(fresh_store)
+    con.execute("DELETE FROM camera_status")
+    con.commit()
+    con.close()
+    with StoreReader(fresh_store) as store:
+        tracks = store.tracks()
+    with TestClient(create_app(fresh_store, device="cpu", cache_dir=tmp_path / "cache")) as c:
+        login(c, "op")
+        for cam in c.get("/api/cameras").json()["cameras"]:
+            mine = [t for t in tracks if t.camera_id == cam["camera_id"]]
+            assert cam["status"] == "ended" and cam["frames"] is None
+            assert cam["last_time"] == max(t.end_time for t in mine)
+
+
+def test_stale_heartbeat_of_a_writing_run_reads_stopped():
+    """A live row not updated for 3 commit intervals is shown stopped even while a run holds the store."""
+    from pipeline.store import CameraStatusRecord
+    from pipeline.web.data import stored_state
+
+    class Reader:
+        shared = False
+
+        def runs(self):
+            return [(7, 0.0, None, {"store": {"commit_interval": 2.0}})]
+
+    row = CameraStatusRecord("north", 7, "reconnecting", 5, 0.0, 100.0, "cannot connect", updated=1000.0)
+    assert stored_state(Reader(), row, active=True, now=1005.0) == "reconnecting"
+    assert stored_state(Reader(), row, active=True, now=1006.5) == "stopped"  # > 3 x 2 s old
+    assert stored_state(Reader(), row, active=False, now=1001.0) == "stopped"  # no run writes
+    ended = CameraStatusRecord("north", 7, "ended", 5, None, 100.0, None, updated=0.0)
+    assert stored_state(Reader(), ended, active=False, now=1e9) == "ended"

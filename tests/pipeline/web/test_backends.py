@@ -87,7 +87,15 @@ def test_search_identity_page_and_corrections(web_db, client, suspect_jpg):
         writer.start_run({})
         writer.commit()
         cams = c.get("/api/cameras").json()["cameras"]
-        assert {s["status"] for s in cams} == {"live"}
+        assert {s["status"] for s in cams} == {"live"}  # no heartbeat rows: inferred from the boxes
+        writer.camera_status("north", "reconnecting", 3, 0.0, 1000.0, "cannot connect to rtsp://north")
+        writer.camera_status("south", "live", 40, 9.5, 1004.0)
+        writer.commit()
+        cams = {s["camera_id"]: s for s in c.get("/api/cameras").json()["cameras"]}
+        assert {k: s["status"] for k, s in cams.items()} == {"north": "reconnecting", "south": "live"}
+        assert (cams["south"]["fps"], cams["south"]["frames"], cams["south"]["last_time"]) == (9.5, 40, 1004.0)
+    cams = c.get("/api/cameras").json()["cameras"]  # the run closed without ending its rows: it stopped
+    assert {s["camera_id"]: s["status"] for s in cams} == {"north": "stopped", "south": "stopped"}
     assert audit.verify(web_db).ok
 
 
