@@ -68,6 +68,13 @@ from reid_models.common import one_line
 STAGES = ("read", "detect", "track", "embed", "store", "associate")
 
 
+def no_frames_error(last_errors: dict[str, str | None]) -> IngestError:
+    """The one-line error of a run in which no camera delivered a frame; last_errors: camera -> its last error."""
+    why = "; ".join(f"{c}: {err}" for c, err in last_errors.items() if err)
+    return IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
+                       "check the sources in the cams.yaml (URL, port, webcam index)")
+
+
 @dataclass
 class StageTimer:
     """Accumulated wall seconds per stage; ``ms_per_frame`` divides by the frames processed."""
@@ -295,9 +302,7 @@ class Runner:
             self._loop(reader, bar)
             self._beat(reader, set(reader.readers))
             if self.timer.frames == 0:
-                why = "; ".join(f"{c}: {s.last_error}" for c, s in reader.stats.items() if s.last_error)
-                raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
-                                  "check the sources in the cams.yaml (URL, port, webcam index)")
+                raise no_frames_error({c: s.last_error for c, s in reader.stats.items()})
             self._finish_cameras(list(self.trackers))
             t0 = time.perf_counter()
             if self.links:
@@ -532,9 +537,7 @@ class Runner:
                         raise KeyboardInterrupt
             self._end_heartbeats()
             if self.timer.frames == 0 and not self.worker_errors:
-                why = "; ".join(f"{c}: {err}" for c, (_, _, err) in self._group_stats.items() if err)
-                raise IngestError(f"no camera delivered a frame ({why or 'every source ended at once'}): "
-                                  "check the sources in the cams.yaml (URL, port, webcam index)")
+                raise no_frames_error({c: err for c, (_, _, err) in self._group_stats.items()})
             t0 = time.perf_counter()
             if self.links:
                 self.associator.link(store)
