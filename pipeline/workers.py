@@ -2,9 +2,13 @@
 
 Each group is a child process (multiprocessing *spawn*) that reads, detects, tracks, samples and
 embeds its own cameras with its own models on its device, batching frames across its cameras, as the
-single-process run loop does. It never opens the store: it sends typed record batches over one
-bounded queue to the parent, which holds the store's writer lock and its only writer, commits every
-``store.commit_interval`` seconds and links identities over all groups (see :mod:`pipeline.runner`).
+single-process run loop does. It never opens the store: it sends typed record batches over its own
+pipe (a bounded outbox of ``queue_size`` messages fed by a thread) to the parent, which holds the
+store's writer lock and its only writer, commits every ``store.commit_interval`` seconds and links
+identities over all groups (see :mod:`pipeline.runner`). One pipe per group, not one shared queue:
+a group killed in the middle of a message (``kill -9``, the OOM killer) leaves a half-written message
+and, with a shared queue, its write lock held, which would stop every other group; with its own
+pipe only its channel ends (the parent reads end-of-file and reports the group as failed).
 Local track ids are per camera (each tracker owns its counter) and store rows are keyed by
 (run, camera, local id), so groups never clash.
 
@@ -33,10 +37,12 @@ import os
 import pickle
 import queue
 import signal
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
@@ -281,7 +287,8 @@ class CameraGroup:
 # ------------------------------------------------------------------ the child process
 @dataclass(frozen=True)
 class GroupSpec:
-    """What a child needs: its index, the config with only its cameras, device, max_frames, torch threads."""
+    """What a child needs: its index, the config with only its cameras, device, max_frames, torch threads,
+    and how many messages its outbox holds."""
 
     index: int
     config: PipelineConfig
@@ -289,6 +296,7 @@ class GroupSpec:
     max_frames: int | None
     threads: int
     parent_pid: int
+    queue_size: int = 4
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -313,22 +321,52 @@ def _picklable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {one_line(error)}")
 
 
-def group_main(spec: GroupSpec, out, go, stop) -> None:
+class Outbox:
+    """A group's sending end: ``send`` pickles a message (errors surface in the caller) and waits for room
+    among ``size`` queued messages; one thread writes them to the pipe, so the group keeps working while the
+    parent commits. The process exits (code 1) when the parent is gone or the pipe is broken."""
+
+    def __init__(self, conn: Connection, size: int, parent_pid: int) -> None:
+        self.conn, self.parent_pid = conn, parent_pid
+        self._pending: queue.Queue[bytes | None] = queue.Queue(maxsize=size)
+        self._thread = threading.Thread(target=self._write, name="camreid-outbox", daemon=True)
+        self._thread.start()
+
+    def parent_gone(self) -> bool:
+        return os.getppid() != self.parent_pid
+
+    def _put(self, item: bytes | None) -> None:
+        while True:
+            try:
+                self._pending.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self.parent_gone() or not self._thread.is_alive():
+                    os._exit(1)
+
+    def send(self, msg: Message) -> None:
+        self._put(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _write(self) -> None:
+        while (data := self._pending.get()) is not None:
+            try:
+                self.conn.send_bytes(data)
+            except OSError:  # the parent closed its end or died
+                os._exit(1)
+
+    def close(self) -> None:
+        """Write everything queued, then close the pipe (the parent reads end-of-file after the last message)."""
+        self._put(None)
+        self._thread.join()
+        self.conn.close()
+
+
+def group_main(spec: GroupSpec, conn: Connection, go, stop) -> None:
     """Entry point of a group's process: open cameras, build models, say ready, wait for go, loop, say done."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     _die_with_parent(spec.parent_pid)
-
-    def parent_gone() -> bool:
-        return os.getppid() != spec.parent_pid
-
-    def send(msg: Message) -> None:
-        while True:
-            try:
-                out.put(msg, timeout=0.5)
-                return
-            except queue.Full:
-                if parent_gone():
-                    os._exit(1)
+    outbox = Outbox(conn, spec.queue_size, spec.parent_pid)
+    send, parent_gone = outbox.send, outbox.parent_gone
 
     started = False
     reader = None
@@ -356,12 +394,12 @@ def group_main(spec: GroupSpec, out, go, stop) -> None:
         reader.stop()
         stats = {c: (r.camera.is_live, r.stats.reconnects, r.stats.last_error) for c, r in reader.readers.items()}
         send(GroupDone(spec.index, group.frames, dict(group.seconds), time.process_time() - cpu0, stats))
+        outbox.close()
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent, in one message
         if reader is not None:
             reader.stop()
         send(GroupFailed(spec.index, _picklable(e), started))
-        out.close()
-        out.join_thread()
+        outbox.close()
         os._exit(1)
 
 
@@ -374,20 +412,26 @@ class WorkerPool:
     groups: list[tuple[CameraConfig, ...]]
     device: str = "auto"
     max_frames: int | None = None
-    queue_size: int = 0  # 0: 4 batches per group
+    queue_size: int = 4  # messages a group may have sent and the parent not yet read (besides the pipe's buffer)
     _procs: list = field(default_factory=list, init=False)
     _running: set[int] = field(default_factory=set, init=False)
     _closed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
         ctx = multiprocessing.get_context("spawn")
-        self._queue = ctx.Queue(maxsize=self.queue_size or 4 * len(self.groups))
         self._go, self._stop = ctx.Event(), ctx.Event()
+        self._channels: dict[int, Connection] = {}  # group -> the parent's reading end, while open
+        self._child_ends: list[Connection] = []
         threads = threads_per_group(len(self.groups))
         for k, cams in enumerate(self.groups):
             cfg = dataclasses.replace(self.config, cameras=cams, association=AssociationConfig())
-            spec = GroupSpec(k, cfg, self.device, self.max_frames, threads, os.getpid())
-            self._procs.append(ctx.Process(target=group_main, args=(spec, self._queue, self._go, self._stop),
+            spec = GroupSpec(k, cfg, self.device, self.max_frames, threads, os.getpid(), self.queue_size)
+            reading, writing = ctx.Pipe(duplex=False)
+            self._channels[k] = reading
+            self._child_ends.append(writing)
+            self._procs.append(ctx.Process(target=group_main, args=(spec, writing, self._go, self._stop),
                                            name=f"camreid-group-{k + 1}", daemon=True))
 
     @property
@@ -405,8 +449,10 @@ class WorkerPool:
     def start(self) -> list[GroupReady]:
         """Start every group and wait until each has its models and cameras; a group that fails meanwhile
         stops all of them and its error is raised (the same exception a single-process run raises)."""
-        for p in self._procs:
+        for p, writing in zip(self._procs, self._child_ends):
             p.start()
+            writing.close()  # the child holds it now: its death is end-of-file here
+        self._child_ends.clear()
         self._running = set(range(len(self._procs)))
         ready: dict[int, GroupReady] = {}
         try:
@@ -429,14 +475,23 @@ class WorkerPool:
         """Ask every group to end its tracks, report them and stop (they answer CamerasEnded, GroupDone)."""
         self._stop.set()
 
-    def _drain(self, timeout: float, limit: int = 256) -> list[Message]:
+    def _drain(self, timeout: float, limit: int = 64, groups: Sequence[int] | None = None) -> list[Message]:
+        """Up to ``limit`` messages from each open channel (of ``groups``; all: None) that has any, waiting
+        up to ``timeout`` s for the first. A channel at end-of-file (its process ended) is closed."""
+        channels = {k: c for k, c in self._channels.items() if groups is None or k in groups}
+        if not channels:
+            time.sleep(timeout)
+            return []
         out: list[Message] = []
-        try:
-            out.append(self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait())
-            while len(out) < limit:
-                out.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        for conn in wait(list(channels.values()), timeout):
+            k = next(g for g, c in channels.items() if c is conn)
+            try:
+                for _ in range(limit):
+                    if not conn.poll():
+                        break
+                    out.append(pickle.loads(conn.recv_bytes()))
+            except (EOFError, OSError):  # ended, possibly in the middle of a message (killed while writing)
+                self._channels.pop(k).close()
         for msg in out:
             if isinstance(msg, (GroupDone, GroupFailed)):
                 self._running.discard(msg.group)
@@ -447,12 +502,22 @@ class WorkerPool:
         whose process died without saying why (killed, crashed in native code)."""
         out = self._drain(timeout)
         for k in sorted(self._running):
-            code = self._procs[k].exitcode
-            if code is None:
+            proc = self._procs[k]
+            if proc.exitcode is None and k in self._channels:
                 continue
-            out += self._drain(0, limit=10_000)  # everything it sent before dying is in the pipe now
+            deadline = time.monotonic() + 5.0
+            while k in self._channels and k in self._running and time.monotonic() < deadline:
+                out += self._drain(0.1, limit=10_000, groups=[k])  # everything it wrote before it ended
             if k in self._running:
-                how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                if k in self._channels:  # still open after 5 s (a descendant holds its end): stop reading it
+                    self._channels.pop(k).close()
+                proc.join(5.0)  # its pipe ended: the process is ending
+                code = proc.exitcode
+                if code is None:
+                    how = "closed its pipe without a word"
+                else:
+                    how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+                           else f"exited with code {code}")
                 if not self._go.is_set():  # e.g. a script without the __main__ guard, re-run by spawn
                     how += (" while starting (see its traceback above; a script that starts a run with workers > 1 "
                             "needs the `if __name__ == \"__main__\":` guard of multiprocessing's spawn)")
@@ -480,5 +545,7 @@ class WorkerPool:
                 p.kill()
                 p.join(2.0)
         self._running.clear()
-        self._queue.close()
-        self._queue.cancel_join_thread()
+        for conn in [*self._channels.values(), *self._child_ends]:
+            conn.close()
+        self._channels.clear()
+        self._child_ends.clear()

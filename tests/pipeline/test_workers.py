@@ -98,6 +98,31 @@ def test_a_bad_store_or_camera_is_refused_before_any_group_starts(tmp_path, monk
     WriterLock.acquire(tmp_path / "cams.db").release()
 
 
+def test_a_group_killed_in_the_middle_of_a_message_ends_only_its_own_channel(tmp_path):
+    """One pipe per group: a half-written message (the writer was killed) is end-of-file on that group's
+    channel only; the other group's messages still arrive whole (a shared queue would have lost both)."""
+    import multiprocessing
+    import pickle
+    import struct
+
+    from pipeline.workers import CamerasEnded, WorkerPool
+
+    cfg = load_config(four_cameras(tmp_path / "cams.yaml", 10))
+    pool = WorkerPool(cfg, split_cameras(cfg.cameras, 2))  # not started: its channels are replaced below
+    (r0, w0), (r1, w1) = multiprocessing.Pipe(duplex=False), multiprocessing.Pipe(duplex=False)
+    pool._channels, pool._running = {0: r0, 1: r1}, {0, 1}
+    os.write(w0.fileno(), struct.pack("!i", 1000) + b"x" * 10)  # a header and 10 of its 1000 bytes
+    w0.close()
+    sent = CamerasEnded(1, {"cam3": (1, 2)})
+    w1.send_bytes(pickle.dumps(sent))
+    got = []
+    for _ in range(4):
+        got += pool._drain(0.2)
+    assert got == [sent] and list(pool._channels) == [1]
+    pool._channels = {}
+    pool.close()
+
+
 @pytest.mark.slow
 @needs_det
 def test_two_workers_store_the_same_tracks_boxes_and_samples_as_one_process(tmp_path):
