@@ -143,8 +143,9 @@ class TrackerConfig:
     match_thresh: max cost (1 - IoU * score) of a first-stage match.
     track_buffer: frames (at 30 frames/s; 60 = 2 s at any frame rate) a lost track is kept (>= 1).
     min_hits: matched frames before a track is confirmed (tracks of the first frame at once; >= 1).
-    appearance: use HSV colour histograms of each box (stage-1 fusion and recovery of lost tracks).
-    appearance_thresh: max cosine distance (in [0, 1]) of an appearance match.
+    appearance: use HSV colour histograms of each box (a first-stage match whose boxes look too different
+    is ruled out; lost tracks are recovered by appearance).
+    appearance_thresh: max cosine distance (in [0, 1]) of an appearance match (and of a first-stage pair).
     interpolate_seconds: a track re-found after missing at most this long gets linearly interpolated
     boxes for the frames it missed (stored flagged as interpolated); 0 = off.
     static_seconds: a track that stays in place this long with a mean score below track_high_thresh

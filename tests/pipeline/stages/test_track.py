@@ -413,3 +413,39 @@ def test_static_low_score_object_is_not_reported_but_a_walker_with_the_same_scor
         score = 0.65 if f == 0 else 0.4
         counts.append(len(off.update(Detections.from_arrays(np.array([static, walker]), [score, score]))))
     assert counts == [2] * 80
+
+
+@pytest.mark.slow
+def test_three_people_crossing_keep_their_ids(vtest_path):
+    """PETS09-S2L1 frames 326-375 (MOT numbering), the bundled detector with the demo settings: ground-truth
+    people 9 and 13 cross, then 9 and 1. Each keeps the id it had before (an id may flicker while the
+    boxes merge, but ends where it began). With BoT-SORT's fusion (the smaller of the IoU and the
+    appearance cost) people 1 and 9 left this crossing with each other's ids."""
+    from pipeline.config import load_config
+    from pipeline.stages.detect import PersonDetector
+    from tests.pipeline.evaluation.test_mot import PETS
+
+    if not (PETS / "gt" / "gt.txt").is_file():
+        pytest.skip(f"MOTChallenge PETS09-S2L1 ground truth not found at {PETS} (kept outside the repo)")
+    from pathlib import Path
+
+    demo = load_config(Path(__file__).resolve().parents[3] / "streams" / "demo.yaml")
+    detector = PersonDetector(replace(demo.detector, imgsz=960), device="cpu")  # what imgsz auto picks here
+    tracker = ByteTracker(demo.tracker, frame_rate=FPS)
+    gt = np.loadtxt(PETS / "gt" / "gt.txt", delimiter=",")
+    cap = cv2.VideoCapture(str(vtest_path))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 325)
+    owner: dict[int, list[int]] = defaultdict(list)  # ground-truth id -> track id of each frame it is matched
+    for frame in range(326, 376):
+        ok, image = cap.read()
+        assert ok
+        out = tracker.update(detector([image])[0], image)
+        g = gt[(gt[:, 0] == frame) & np.isin(gt[:, 1], [1, 9, 13])]
+        if len(out) and len(g):
+            iou = box_iou(np.c_[g[:, 2:4], g[:, 2:4] + g[:, 4:6]], out.xyxy)
+            for k in np.flatnonzero(iou.max(axis=1) > 0.5):
+                owner[int(g[k, 1])].append(int(out.track_id[iou[k].argmax()]))
+    cap.release()
+    assert sorted(owner) == [1, 9, 13] and all(len(v) >= 30 for v in owner.values()), owner
+    assert {p: ids[0] for p, ids in owner.items()} == {p: ids[-1] for p, ids in owner.items()}, owner
+    assert len({ids[0] for ids in owner.values()}) == 3, owner
