@@ -37,7 +37,7 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +49,12 @@ from pipeline.config import PipelineConfig, config_to_dict, load_config
 from pipeline.ingest import IngestError, MultiCameraReader, camera_state
 from pipeline.search.index import IndexUpdater
 from pipeline.stages.build import Stages, build_stages
-from pipeline.stages.track import ByteTracker
+from pipeline.stages.step import FrameRecord, FrameStepper
 from pipeline.store import RunCounts, TrackStore, WriterLock, open_backend, store_location
 from pipeline.types import Frame
 from pipeline.workers import (
     CamerasEnded,
     CameraStates,
-    FrameRecord,
     GroupDied,
     GroupDone,
     GroupFailed,
@@ -226,7 +225,8 @@ class Runner:
         self.summary: RunSummary | None = None  # set when run() ends, also when it ends by an exception
         self.store: TrackStore | None = None
         self.writer: AnnotatedVideoWriter | None = None
-        self.trackers: dict[str, ByteTracker] = {}
+        self.stepper: FrameStepper | None = None  # the cameras' trackers, once the run has started
+        self._open_ids: dict[str, set[int]] = defaultdict(set)  # camera -> local ids recorded and not ended
         self._retention = RetentionTimer(config.retention)
         self.last_purge: PurgeReport | None = None  # what the last periodic retention did
         self.heartbeat: CameraHeartbeat | None = None  # per-camera frames and camera_status rows
@@ -280,15 +280,13 @@ class Runner:
             self.run_id = store.start_run(config_to_dict(cfg) | {"max_frames": self.max_frames})
             fps = {}
             self.heartbeat = CameraHeartbeat(store.commit_interval)
-            self._recent: dict[str, deque] = {}
             expected = []
             for cam in cfg.cameras:
                 meta = reader.readers[cam.id].meta
                 store.add_camera(cam.id, str(cam.source), meta)
                 fps[cam.id] = float(meta.get("fps") or 10.0) / cam.stride
-                self.trackers[cam.id] = self.stages.tracker(frame_rate=fps[cam.id])
-                self._recent[cam.id] = deque(maxlen=self.trackers[cam.id].max_gap + 2)  # (index, time) of frames
                 expected.append(_expected_frames(meta, cam, self.max_frames))
+            self.stepper = FrameStepper(self.stages, fps)
             if self.writer is not None:
                 self.writer.fps = fps
             self._warmup([reader.readers[c.id].meta for c in cfg.cameras])
@@ -303,7 +301,7 @@ class Runner:
             self._beat(reader, set(reader.readers))
             if self.timer.frames == 0:
                 raise no_frames_error({c: s.last_error for c, s in reader.stats.items()})
-            self._finish_cameras(list(self.trackers))
+            self._finish_cameras(list(self.stepper.trackers))
             t0 = time.perf_counter()
             if self.links:
                 self.associator.link(store)
@@ -342,12 +340,12 @@ class Runner:
 
     def _wind_up(self) -> None:
         """After Ctrl-C / SIGTERM: end every camera's tracks and link identities, as the end of the files does."""
-        if self.run_id is None or self.store is None or not self.trackers:
+        if self.run_id is None or self.store is None or self.stepper is None:
             return
         print("interrupted: ending tracks and linking identities (Ctrl-C again to stop at once)", file=sys.stderr)
         if self.heartbeat is not None and self._reader is not None:
             self._beat(self._reader, set(self._reader.readers))
-        self._finish_cameras(list(self.trackers))
+        self._finish_cameras(list(self.stepper.trackers))
         if self.links:
             self.associator.link(self.store)
 
@@ -427,48 +425,24 @@ class Runner:
                                           for c, s in stats.items()})
 
     def _step(self, batch: list[Frame]) -> None:
-        timer, store, stages = self.timer, self.store, self.stages
+        timer, store = self.timer, self.store
+        records = self.stepper.step(batch, timer.add)
         t0 = time.perf_counter()
-        dets = stages.detect(batch)
-        t0 = timer.add("detect", t0)
-        tracked = [self.trackers[f.camera_id].update(d, f.image) for f, d in zip(batch, dets)]
-        filled = {f.camera_id: self.trackers[f.camera_id].pop_interpolated() for f in batch}
-        finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}
-        t0 = timer.add("track", t0)
-
-        taken = [stages.sampler.take(f, t) for f, t in zip(batch, tracked)]
-        emb = stages.embedder([c for _, crops in taken for c in crops])
-        t0 = timer.add("embed", t0)
-
-        k = 0
-        for f, t, (rows, crops) in zip(batch, tracked, taken):
-            recent = self._recent[f.camera_id]
-            recent.append((f.index, f.timestamp))
-            for ago, boxes in filled[f.camera_id]:  # boxes the tracker filled in for frames it missed
-                if ago < len(recent):
-                    index, stamp = recent[-1 - ago]
-                    store.record_frame(dataclasses.replace(f, index=index, timestamp=stamp), boxes, interpolated=True)
-            store.record_frame(f, t)
-            if len(rows):
-                store.add_samples(f, t.with_embedding(rows, emb[k:k + len(rows)]), rows, crops)
-                k += len(rows)
-            if finished[f.camera_id]:
-                store.end_tracks(f.camera_id, finished[f.camera_id])
-                stages.sampler.forget(f.camera_id, finished[f.camera_id])
+        for rec in records:
+            self._record(rec)
         if store.maybe_commit() and self.index is not None:
             self.index.poke()
         t0 = timer.add("store", t0)
         if self.writer is not None:
-            for f, t in zip(batch, tracked):
-                self.writer.write(f, t)
+            for f, rec in zip(batch, records):
+                self.writer.write(f, rec.tracks)
             timer.add("video", t0)
 
     def _finish_cameras(self, cameras: list[str]) -> None:
         t0 = time.perf_counter()
-        for cam in cameras:
-            ids = self.trackers[cam].finish_all()
+        for cam, ids in self.stepper.finish(cameras).items():
             self.store.end_tracks(cam, ids)
-            self.stages.sampler.forget(cam, ids)
+            self._open_ids[cam].difference_update(ids)
         self.store.commit()
         self.timer.add("store", t0)
 
@@ -639,7 +613,7 @@ class Runner:
             timer.add("store", t0)
 
     def _record(self, rec: FrameRecord) -> None:
-        """The store writes of one frame, in the order of the single-process loop (``_step``)."""
+        """The store writes of one frame (a FrameStepper's record, of this process or of a worker group)."""
         store = self.store
         frame = rec.frame()
         opened = self._open_ids[rec.camera_id]

@@ -39,52 +39,21 @@ import queue
 import signal
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-import numpy as np
-
 from pipeline.config import AssociationConfig, CameraConfig, PipelineConfig
 from pipeline.ingest import MultiCameraReader, camera_state
 from pipeline.stages.build import Stages, build_stages
-from pipeline.types import Detections, Frame
+from pipeline.stages.step import FrameRecord, FrameStepper
 
 GROUP_STAGES = ("read", "detect", "track", "embed", "send")
 """Stages a group times (seconds summed per stage; ``send``: waiting for room in the queue)."""
-_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
 
 
 # ------------------------------------------------------------------ messages (child -> parent)
-@dataclass(frozen=True)
-class FrameRecord:
-    """What one frame of one camera adds to the store (no image).
-
-    tracks: boxes of tracked persons in frame pixels (``track_id >= 0`` are recorded).
-    interpolated: (frame index, timestamp, boxes) the tracker filled in for frames it had missed.
-    sample_rows: (K,) rows of ``tracks`` sampled; sample_embedding: (K, D) float32 unit-norm;
-    crops: K BGR uint8 crops (the store keeps them as thumbnails).
-    finished: local ids of tracks that ended at this frame.
-    """
-
-    camera_id: str
-    index: int
-    timestamp: float
-    origin: tuple[int, int]
-    tracks: Detections
-    interpolated: tuple[tuple[int, float, Detections], ...]
-    sample_rows: np.ndarray
-    sample_embedding: np.ndarray
-    crops: tuple[np.ndarray, ...]
-    finished: tuple[int, ...]
-
-    def frame(self, index: int | None = None, timestamp: float | None = None) -> Frame:
-        """The Frame (without its image) the store records these boxes under."""
-        return Frame(self.camera_id, self.index if index is None else index,
-                     self.timestamp if timestamp is None else timestamp, _NO_IMAGE, self.origin)
-
-
 @dataclass(frozen=True)
 class GroupReady:
     """A group loaded its models and opened its cameras; metas: camera id -> reader meta."""
@@ -189,19 +158,16 @@ def describe_group(index: int, cameras: Sequence[CameraConfig]) -> str:
 class CameraGroup:
     """ingest -> detect -> track -> sample + embed for a group's cameras, producing records, never writing.
 
-    The steps are those of the single-process run loop (``Runner._step``), minus the store.
+    Its steps are the single-process run loop's (:class:`~pipeline.stages.step.FrameStepper`); the parent
+    writes what they give.
     """
 
     def __init__(self, index: int, stages: Stages, reader: MultiCameraReader, max_frames: int | None,
                  status_every: float = 1.0) -> None:
         self.index, self.stages, self.reader, self.max_frames = index, stages, reader, max_frames
         self.status_every = float(status_every)  # seconds between CameraStates messages
-        self.trackers = {}
-        self.recent: dict[str, deque] = {}
-        for cam_id, r in reader.readers.items():
-            fps = float(r.meta.get("fps") or 10.0) / r.camera.stride
-            self.trackers[cam_id] = stages.tracker(frame_rate=fps)
-            self.recent[cam_id] = deque(maxlen=self.trackers[cam_id].max_gap + 2)  # (index, time) of frames
+        self.stepper = FrameStepper(stages, {cam_id: float(r.meta.get("fps") or 10.0) / r.camera.stride
+                                             for cam_id, r in reader.readers.items()})
         self.seconds: dict[str, float] = defaultdict(float)
         self.frames = 0
         self.done: set[str] = set()
@@ -224,7 +190,7 @@ class CameraGroup:
                 counts[f.camera_id] += 1
             t0 = self._add("read", t0)
             if batch:
-                records = self.step(batch)
+                records = self.stepper.step(batch, self._add)
                 self.frames += len(batch)
                 t0 = time.perf_counter()
                 send(GroupStep(self.index, records))
@@ -239,7 +205,7 @@ class CameraGroup:
                 last_states = time.monotonic()
             if self.max_frames is not None and len(self.done) == len(reader.readers):
                 break
-        rest = [c for c in self.trackers if c not in self.done]
+        rest = [c for c in self.stepper.trackers if c not in self.done]
         if rest:
             self.finish(rest, send)
 
@@ -248,38 +214,8 @@ class CameraGroup:
         return CameraStates(self.index, tuple(CameraState(c, camera_state(s.state, c in self.done), s.last_error)
                                               for c, s in self.reader.stats.items()))
 
-    def step(self, batch: list[Frame]) -> tuple[FrameRecord, ...]:
-        stages = self.stages
-        t0 = time.perf_counter()
-        dets = stages.detect(batch)
-        t0 = self._add("detect", t0)
-        tracked = [self.trackers[f.camera_id].update(d, f.image) for f, d in zip(batch, dets)]
-        filled = {f.camera_id: self.trackers[f.camera_id].pop_interpolated() for f in batch}
-        finished = {f.camera_id: self.trackers[f.camera_id].pop_finished() for f in batch}
-        t0 = self._add("track", t0)
-        taken = [stages.sampler.take(f, t) for f, t in zip(batch, tracked)]
-        emb = stages.embedder([c for _, crops in taken for c in crops])
-        self._add("embed", t0)
-        records, k = [], 0
-        for f, t, (rows, crops) in zip(batch, tracked, taken):
-            recent = self.recent[f.camera_id]
-            recent.append((f.index, f.timestamp))
-            interpolated = tuple((*recent[-1 - ago], boxes) for ago, boxes in filled[f.camera_id] if ago < len(recent))
-            ended = tuple(int(i) for i in finished[f.camera_id])
-            records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, t, interpolated,
-                                       np.asarray(rows, np.int64), emb[k:k + len(rows)],
-                                       tuple(np.ascontiguousarray(c) for c in crops), ended))
-            k += len(rows)
-            if ended:
-                stages.sampler.forget(f.camera_id, ended)
-        return tuple(records)
-
     def finish(self, cameras: list[str], send: Callable[[Message], None]) -> None:
-        finished = {}
-        for cam in cameras:
-            ids = self.trackers[cam].finish_all()
-            self.stages.sampler.forget(cam, ids)
-            finished[cam] = tuple(int(i) for i in ids)
+        finished = self.stepper.finish(cameras)
         self.done.update(cameras)
         send(CamerasEnded(self.index, finished))
 
