@@ -2,8 +2,9 @@
 one associator store what one SQLite run of both cameras stores; a second worker given a camera that a
 live run writes is refused in one line.
 
-Public detections (../shared/data/mot15/PETS09-S2L1/det/det.txt, the demo clip's MOTChallenge
-detections) stand in for the detector, so only tracking, the embedder and the store run.
+The equality test runs twice: with the public detections (../shared/data/mot15/PETS09-S2L1/det/det.txt,
+the demo clip's MOTChallenge detections) standing in for the detector, and with the bundled YOLO detector
+itself (each worker then runs its own detector on one camera, where the SQLite run batches both).
 """
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ DET = ROOT.parent / "shared" / "data" / "mot15" / "PETS09-S2L1" / "det" / "det.t
 WINDOW = {"north": (330, 400), "south": (400, 470)}  # people cross from north to south at frame 400
 
 
-def _configs(tmp: Path) -> dict[str, Path]:
-    """all.yaml (both cameras, SQLite), north.yaml and south.yaml (one camera and its own rules each)."""
+def _configs(tmp: Path, detector: bool = False) -> dict[str, Path]:
+    """all.yaml (both cameras, SQLite), north.yaml and south.yaml (one camera and its own rules each);
+    the cameras read det.txt, or (``detector``) run the detector of streams/demo.yaml."""
     base = yaml.safe_load((ROOT / "streams" / "demo.yaml").read_text())
     for cam in base["cameras"]:
-        cam.update(source=str(ROOT / "streams" / "vtest.avi"), detections=str(DET),
-                   start_frame=WINDOW[cam["id"]][0], end_frame=WINDOW[cam["id"]][1])
+        cam.update(source=str(ROOT / "streams" / "vtest.avi"), start_frame=WINDOW[cam["id"]][0],
+                   end_frame=WINDOW[cam["id"]][1])
+        if not detector:
+            cam["detections"] = str(DET)
     paths = {}
     whole = copy.deepcopy(base)
     whole["store"]["path"] = str(tmp / "one.db")
@@ -65,12 +69,13 @@ def _identities(db) -> set[frozenset]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DET.is_file(), reason=f"public detections {DET} not found (../shared)")
-def test_two_workers_and_an_associator_store_what_one_sqlite_run_stores(pg_url, tmp_path):
+@pytest.mark.parametrize("boxes", ["det.txt", "detector"])
+def test_two_workers_and_an_associator_store_what_one_sqlite_run_stores(pg_url, tmp_path, boxes):
     """The workers' tracks, boxes and vectors equal one SQLite run's, and one `associate` pass gives the
     same identities on both stores. (The SQLite run's own in-run linking, every 5 s of stream time,
     can differ from one pass at the end: association is greedy in time. README has the full clip
     with `associate --follow`.)"""
-    cams = _configs(tmp_path)
+    cams = _configs(tmp_path, detector=boxes == "detector")
     one = _cli("run", "--cameras", str(cams["all"]), "--device", "cpu", "--quiet")
     assert one.wait(600) == 0, one.stderr.read()
     workers = [_cli("run", "--cameras", str(cams[n]), "--db", pg_url, "--device", "cpu", "--quiet")
