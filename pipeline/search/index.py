@@ -6,6 +6,9 @@ Layout (row k = the k-th indexed sample, in sample-id order):
   query reads only the rows it scores); ``sample_id.i64`` / ``track_id.i64``: (rows,) int64;
 * ``ann-<rows>.faiss``: a faiss IVF index (8-bit scalar quantizer, inner product) over the first
   ``ann_rows`` rows, for broad queries; its candidates are re-scored exactly from ``vectors.f32``;
+* ``coded-<rows>/``: the same first rows sorted by track, one byte per dimension
+  (:mod:`pipeline.search.coded`), for selective filters: they are scored on it, and only the rows that
+  can change the answer are re-scored exactly from ``vectors.f32``; built with the ANN index;
 * ``removed.i64``: sample ids taken out by :func:`remove_samples` (retention, erasure) until the next rebuild;
 * ``meta.json``: rows, watermark (largest indexed sample id), ann file and rows, and the store's
   fingerprint (first run, embedder id, dimension).
@@ -46,6 +49,8 @@ import numpy as np
 from pipeline.config import SearchConfig
 from pipeline.store import StoreReader, is_url, require_store, sidecar_base
 from reid_models.common import UserError
+
+from .coded import CodedRows, build_coded
 
 META = "meta.json"
 VECTORS, SAMPLE_IDS, TRACK_IDS, REMOVED = "vectors.f32", "sample_id.i64", "track_id.i64", "removed.i64"
@@ -153,6 +158,8 @@ class IndexMeta:
     updated: float
     format: int = FORMAT
     pending: tuple = ()  # [lo, hi, xmax, seen]: id ranges below the watermark not (yet) committed (PostgreSQL)
+    coded_dir: str | None = None  # the track-ordered 8-bit copy of the first coded_rows rows (.coded)
+    coded_rows: int = 0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -201,6 +208,9 @@ class SearchIndex:
         self._ann = None
         # opened now, like the maps: a rebuild renamed into place later must not mix with this meta
         self._fd: int | None = os.open(folder / VECTORS, os.O_RDONLY) if n else None
+        self.coded: CodedRows | None = (CodedRows.open(folder / meta.coded_dir, meta.coded_rows, d)
+                                        if meta.coded_dir and meta.coded_rows else None)
+        """The track-ordered 8-bit copy of the first ``meta.coded_rows`` rows (:mod:`.coded`), or None."""
 
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
@@ -546,19 +556,29 @@ def update_index(db: str | Path, rebuild: bool = False, cfg: SearchConfig = Sear
             bar.close()
         ann_built = False
         faiss_ok = import_faiss() is not None
-        outside = new.rows - new.ann_rows
-        if faiss_ok and new.rows >= cfg.ann_min_rows and (
-                new.ann_file is None or outside > cfg.ann_stale_fraction * max(new.ann_rows, 1)):
-            if current is not None:  # the new column rows must be durable before the ANN index covers them
-                _write_atomic(base / META, json.dumps(asdict(new)).encode())
+        old_ann = old_coded = None
+
+        def stale(covered: int) -> bool:
+            return new.rows >= cfg.ann_min_rows and (
+                covered == 0 or new.rows - covered > cfg.ann_stale_fraction * max(covered, 1))
+
+        build_ann, build_copy = faiss_ok and stale(new.ann_rows), stale(new.coded_rows)
+        if (build_ann or build_copy) and current is not None:
+            # the new column rows must be durable before the ANN index or the copy covers them
+            _write_atomic(base / META, json.dumps(asdict(new)).encode())
+        if build_ann:
             bar = _bar(new.rows, "ANN index", progress)
             name = _build_ann(base, new, cfg, bar.update)
             bar.close()
             old_ann = new.ann_file
             new = IndexMeta(**{**asdict(new), "ann_file": name, "ann_rows": new.rows})
             ann_built = True
-        else:
-            old_ann = None
+        if build_copy:
+            bar = _bar(new.rows, "filter copy", progress)
+            coded = build_coded(base, new.rows, new.dim, VECTORS, SAMPLE_IDS, TRACK_IDS, bar.update)
+            bar.close()
+            old_coded = new.coded_dir
+            new = IndexMeta(**{**asdict(new), "coded_dir": coded, "coded_rows": new.rows})
         _write_atomic(base / META, json.dumps(asdict(new)).encode())
         if current is None:  # swap the rebuilt folder in
             (base / REMOVED).unlink(missing_ok=True)
@@ -569,8 +589,11 @@ def update_index(db: str | Path, rebuild: bool = False, cfg: SearchConfig = Sear
             os.replace(base, folder)
             _fsync_dir(folder.parent)
             shutil.rmtree(old, ignore_errors=True)
-        elif old_ann and old_ann != new.ann_file:
-            (folder / old_ann).unlink(missing_ok=True)
+        else:
+            if old_ann and old_ann != new.ann_file:
+                (folder / old_ann).unlink(missing_ok=True)
+            if old_coded and old_coded != new.coded_dir:
+                shutil.rmtree(folder / old_coded, ignore_errors=True)
     return IndexReport(str(folder), new.rows, new.rows - (0 if current is None else meta.rows), why,
                        new.ann_rows, ann_built, time.perf_counter() - t0)
 

@@ -10,11 +10,13 @@ camera that person was seen on. Tracks without a global identity count as an ide
 Where the vectors come from (:mod:`pipeline.search.index`): the store's index, memory-mapped, plus the
 samples committed after it was last updated, read from the store in chunks; without an index, the
 store in chunks. The camera/time filter runs in SQL over the tracks table. A selective filter
-(at most ``SearchConfig.exact_max_rows`` samples or ``exact_max_fraction`` of them) is scored exactly,
-so its results are those of brute force; a broad or no filter asks the ANN index for candidates, scores
-them exactly, and then scores every filtered track of the best identities exactly, so the listed
-scores are exact and only which identities make the top can differ from brute force (see README
-"Scale" for the measured recall).
+(at most ``SearchConfig.exact_max_rows`` samples or ``exact_max_fraction`` of them) gets the results of
+brute force: it is scored on the index's track-ordered 8-bit copy (:mod:`pipeline.search.coded`), whose
+cosines are within a known bound of the exact ones, and the rows that can change the answer are then
+re-scored exactly (``method="exact"`` scores every filtered row in float32 instead); a broad or no
+filter asks the ANN index for candidates, scores them exactly, and then scores every filtered track
+of the best identities exactly, so the listed scores are exact and only which identities make the top
+can differ from brute force (see README "Scale" for the measured recall).
 """
 from __future__ import annotations
 
@@ -124,6 +126,7 @@ class _Scorer:
     def __init__(self, store: StoreReader, index: SearchIndex | None, q: np.ndarray) -> None:
         self.store, self.index, self.q = store, index, q
         self.rows_scored = 0
+        self.rows_rescored = 0  # rows of the 8-bit copy re-scored exactly (:meth:`coded`)
 
     def _tail(self, lut: np.ndarray | None, first_row: int | None = None) -> list:
         """Exact per-track bests of the samples outside the ANN part: index rows from ``first_row`` on
@@ -166,6 +169,56 @@ class _Scorer:
             else:
                 parts.append(self._rows(index.rows_of(lut) if rows is None else rows))
         return _merge(parts + self._tail(lut))
+
+    def coded(self, ids: np.ndarray, gids: np.ndarray, lut: np.ndarray, top: int):
+        """Per-track bests of the filtered tracks ``ids`` (ascending, global ids ``gids``; ``lut``: the
+        same as a mask) through the index's track-ordered 8-bit copy (:mod:`.coded`): approximate cosines
+        within a bound B of the exact ones select the identities that can reach the top ``top`` (best
+        approximate >= the top-th best - 2B), and their tracks' rows within 2B of their best are re-scored
+        exactly. The listed tracks' scores and best samples are therefore those of brute force; tracks of
+        the other identities keep approximate scores, which stay below every listed identity's."""
+        index, q = self.index, self.q
+        coded = index.coded
+        tail = self._tail(lut, first_row=index.meta.coded_rows)
+        first, length = coded.runs(ids)
+        total = int(length.sum())
+        pos = np.repeat(first - np.cumsum(length) + length, length) + np.arange(total)
+        tracks = np.repeat(ids, length)
+        sids = np.asarray(coded.sample_id[pos])
+        if len(index.removed):
+            keep = ~np.isin(sids, index.removed)
+            pos, tracks, sids = pos[keep], tracks[keep], sids[keep]
+        approx = coded.approx(pos, q)
+        self.rows_scored += len(pos)
+        bound = coded.bound(q)
+        if len(pos):
+            seg = np.flatnonzero(np.r_[True, tracks[1:] != tracks[:-1]])
+            seg_tracks, seg_best = tracks[seg], np.maximum.reduceat(approx, seg)
+            seg_len = np.diff(np.r_[seg, len(pos)])
+        else:
+            seg_tracks, seg_best, seg_len = np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        exact_tr, _, exact_sc = _merge(tail)
+        all_tr = np.concatenate([seg_tracks, exact_tr])
+        all_sc = np.concatenate([seg_best, exact_sc])
+        g = gids[np.searchsorted(ids, all_tr)]
+        key = np.where(g >= 0, g, -all_tr)
+        ukey, inv = np.unique(key, return_inverse=True)
+        ident = np.full(len(ukey), -np.inf, np.float32)
+        np.maximum.at(ident, inv, all_sc)
+        floor = -np.inf  # identities whose best approximate cosine is within 2B of the top-th best
+        if len(ukey) > top:
+            floor = float(np.partition(ident, len(ukey) - top)[len(ukey) - top]) - 2 * bound
+        chosen = ident >= floor
+        cand_seg = chosen[inv[:len(seg_tracks)]]
+        near = np.repeat(cand_seg, seg_len) & (approx >= np.repeat(seg_best, seg_len) - 2 * bound)
+        rows = np.asarray(coded.row[pos[near]])
+        sc_exact = index.score(rows, q)
+        self.rows_rescored += len(rows)
+        parts = [_best_per_track(tracks[near], sids[near], sc_exact)]
+        other = ~cand_seg
+        if other.any():  # never listed: any sample of the track stands for it
+            parts.append((seg_tracks[other], sids[seg[other]], seg_best[other]))
+        return _merge(parts + tail)  # the copy's rows first: on a tie the smaller sample id wins, as in brute force
 
     def ann(self, k: int, nprobe: int, lut: np.ndarray | None, rows: np.ndarray | None):
         """Per-track bests of the ANN candidates (re-scored exactly) plus, exactly, every sample outside
@@ -230,7 +283,8 @@ def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequ
     has); since/until: keep tracks overlapping the window (epoch seconds, datetime or ISO string).
     method: ``auto`` (module docstring), ``exact`` (always brute force, in chunks) or ``ann`` (the ANN
     index whenever there is one). ``info``, if given, receives how the search ran: method, rows_scored,
-    index (why none was used, or "").
+    index (why none was used, or ""), filter_copy (a selective filter scored on the index's 8-bit copy,
+    then the rows that can matter exactly: the results are still those of brute force), rows_rescored.
     Returns sightings ordered by rank, then track score.
     """
     store.check_cameras(cameras)
@@ -258,19 +312,33 @@ def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequ
             return []
         lut = _lut(ids, index)
     has_ann = index is not None and index.meta.ann_rows > 0 and by == "max" and method != "exact"
+    coded = index.coded if index is not None and lut is not None and by == "max" and method == "auto" else None
     use_ann = has_ann
     if has_ann and lut is not None:
-        rows = index.rows_of(lut)
-        use_ann = method == "ann" or (len(rows) > config.exact_max_rows
-                                      and len(rows) > config.exact_max_fraction * index.rows)
+        if method == "ann":
+            selected = index.rows
+        elif coded is not None:  # without reading every row's track id
+            tail = np.asarray(index.track_ids[index.meta.coded_rows:index.rows])
+            selected = int(coded.runs(ids)[1].sum()) + int(_in_lut(lut, tail).sum())
+        else:
+            rows = index.rows_of(lut)
+            selected = len(rows)
+        use_ann = method == "ann" or (selected > config.exact_max_rows
+                                      and selected > config.exact_max_fraction * index.rows)
     use_ann = use_ann and index.ann is not None
+    if use_ann and lut is not None and rows is None:
+        rows = index.rows_of(lut)
     with _one_blas_thread():
         if use_ann:
             tr, sid, sc = scorer.ann(config.ann_candidates, config.nprobe, lut, rows)
+        elif coded is not None:
+            tr, sid, sc = scorer.coded(ids, gids, lut, top)
         else:
             tr, sid, sc = scorer.exact(lut, rows)
     if info is not None:
         info["method"] = "ann" if use_ann else "exact"
+        info["filter_copy"] = not use_ann and coded is not None
+        info["rows_rescored"] = scorer.rows_rescored
     if len(tr) == 0:
         if info is not None:
             info["rows_scored"] = scorer.rows_scored

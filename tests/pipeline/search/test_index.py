@@ -44,9 +44,11 @@ REPO = Path(__file__).resolve().parents[3]
 SMALL_ANN = SearchConfig(ann_min_rows=1000, exact_max_rows=500, exact_max_fraction=0.05)
 
 
-def brute_force(db: Path, q: np.ndarray, cameras=None, since=None, until=None, top: int = 10) -> list[tuple]:
+def brute_force(db: Path, q: np.ndarray, cameras=None, since=None, until=None, top: int = 10,
+                exclude=frozenset()) -> list[tuple]:
     """(rank, track id, sample id, score) of the reference search, straight from the SQLite file: every
-    sample's cosine, max per track, identities ranked by their best track (ties: smaller key first)."""
+    sample's cosine (but those of sample ids in ``exclude``), max per track, identities ranked by their
+    best track (ties: smaller key first)."""
     where, args = [], []
     if cameras is not None:
         where.append(f"camera_id IN ({','.join('?' * len(cameras))})")
@@ -61,7 +63,7 @@ def brute_force(db: Path, q: np.ndarray, cameras=None, since=None, until=None, t
                       + (" AND " + " AND ".join(where) if where else ""), tuple(args)))
     best: dict[int, tuple[float, int]] = {}
     for sid, tid, blob in sql(db, "SELECT id, track_id, embedding FROM samples ORDER BY id"):
-        if tid in tracks:
+        if tid in tracks and sid not in exclude:
             s = float(np.frombuffer(blob, np.float32) @ q)
             if tid not in best or s > best[tid][0]:
                 best[tid] = (s, sid)
@@ -176,6 +178,67 @@ def test_ann_recall_and_exact_listing(tmp_path):
         assert same(as_rows(search_tracks(store, q, config=SMALL_ANN, info=info, **f)), brute_force(db, q, **f))
         assert info["method"] == "exact"
     assert np.mean(recall) >= 0.95
+
+
+def test_selective_filters_on_the_8_bit_copy_equal_brute_force(tmp_path):
+    """A selective filter is scored on the track-ordered 8-bit copy, then exactly where it can matter:
+    the listed tracks, samples and scores are brute force's, at every top, with samples appended after
+    the copy (scored exactly) and with removed samples."""
+    db = tmp_path / "s.db"
+    layout = build_store(db, 24000, 32, progress=False)
+    with StoreReader(db) as store:
+        ids, _, _ = next(store.iter_samples(chunk=24000))
+    report = update_index(db, cfg=SMALL_ANN, upto_id=int(ids[19999]))
+    assert report.rows == 20000 and report.ann_built
+    report = update_index(db, cfg=SMALL_ANN, upto_id=int(ids[21499]))  # 1500 rows after the copy
+    assert report.rows == 21500 and not report.ann_built
+    t0 = 1714557600.0
+    cams = layout["cameras"]
+    # 100 samples a second: the copy ends at 200 s, the index at 215 s, the store at 240 s
+    selective = [{"cameras": [cams[1]], "since": t0 + 30, "until": t0 + 40},
+                 {"cameras": [cams[2]], "since": t0 + 195, "until": t0 + 210},  # across the copy's end
+                 {"cameras": cams[3:5], "since": t0 + 228, "until": t0 + 232}]  # after it: tail + store
+    queries = make_queries(layout, 6, seed=5)
+    with StoreReader(db) as store:
+        index, _ = SearchIndex.open(store)
+        assert index.meta.coded_rows == 20000 and index.coded is not None
+        rescored = []
+        for q in queries:
+            for f in selective:
+                for top in (1, 3, 10):
+                    info: dict = {}
+                    got = search_tracks(store, q, top=top, config=SMALL_ANN, info=info, **f)
+                    assert info["method"] == "exact" and info["filter_copy"], f
+                    assert same(as_rows(got), brute_force(db, q, top=top, **f)), (f, top)
+                    rescored.append(info["rows_rescored"] / max(info["rows_scored"], 1))
+        assert np.median(rescored) < 0.5  # the copy did the work: most rows were never read as float32
+        top = search_tracks(store, queries[0], config=SMALL_ANN, **selective[0])[0]
+    remove_samples(db, [top.sample_id])
+    with StoreReader(db) as store:
+        got = search_tracks(store, queries[0], config=SMALL_ANN, **selective[0])
+    assert top.sample_id not in {h.sample_id for h in got}
+    assert same(as_rows(got), brute_force(db, queries[0], exclude={top.sample_id}, **selective[0]))
+
+
+def test_an_index_from_before_the_copy_gets_one_on_its_next_update(tmp_path):
+    import shutil
+
+    db = tmp_path / "s.db"
+    build_store(db, 3000, 32, progress=False)
+    update_index(db, cfg=SMALL_ANN)
+    folder = index_dir(db)
+    meta = json.loads((folder / "meta.json").read_text())
+    shutil.rmtree(folder / meta.pop("coded_dir"))
+    meta.pop("coded_rows")
+    (folder / "meta.json").write_text(json.dumps(meta))  # as an index written before coded-N/ existed
+    with StoreReader(db) as store:
+        assert SearchIndex.open(store)[0].coded is None  # searched as before, on the float32 rows
+    report = update_index(db, cfg=SMALL_ANN)
+    assert not report.ann_built and report.added == 0
+    with StoreReader(db) as store:
+        index, _ = SearchIndex.open(store)
+        assert index.meta.coded_rows == 3000 and index.coded is not None
+        assert index.meta.ann_file == meta["ann_file"]
 
 
 def test_reembed_makes_the_index_stale_and_update_rebuilds_it(tmp_path):

@@ -31,7 +31,7 @@ def test_a_v1_store_is_migrated_and_its_vectors_attributed(tmp_path):
     con.commit()
     con.close()
     TrackStore(StoreConfig(path=str(path)), None, None).close()
-    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 5
+    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 6
     assert sql(path, "SELECT name, dim FROM embedders") == [("old-net", DIM)]
     assert sql(path, "SELECT embedder_id, embedded_from FROM samples") == [(1, "run")]
 

@@ -391,7 +391,11 @@ def test_schema_v1_store_is_migrated_to_the_current_version_keeping_its_boxes(tm
         store.record_frame(frame, Detections.from_arrays([[1, 2, 11, 32]], [0.8], track_id=[7]), interpolated=True)
         store.record_frame(replace(frame, index=6, timestamp=0.6),
                            Detections.from_arrays([[2, 2, 12, 32]], [0.9], track_id=[7]))
-    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 5
+    assert sql(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 6
+    # v6: a search's camera/time filter is answered from the index alone, without table lookups
+    plan = sql(path, "EXPLAIN QUERY PLAN SELECT id, COALESCE(global_id, -1) FROM tracks WHERE camera_id IN ('a') "
+                     "AND end_time>=0 AND start_time<=1 AND n_samples>=1 ORDER BY id")
+    assert any("COVERING INDEX tracks_camera_time" in row[-1] for row in plan), plan
     with StoreReader(path) as reader:
         (new,) = [t for t in reader.tracks() if t.run_id == 2]
         assert (new.start_frame, new.end_frame, new.n_boxes) == (5, 6, 2)
