@@ -28,7 +28,8 @@ SCORE_CHUNK = 1024  # rows per block when scoring: their float32 copy (2 MiB at 
 LEVELS = 255  # codes 0..255
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or folder by path (a folder: so the names written or renamed in it are durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -68,11 +69,11 @@ def build_coded(folder: Path, rows: int, dim: int, vectors_file: str, sample_ids
     start.tofile(tmp / START)
     np.stack([lo, step]).astype(np.float32).tofile(tmp / QUANTIZER)
     for f in (CODES, ROWS, SAMPLE_IDS, START, QUANTIZER):
-        _fsync(tmp / f)
-    _fsync(tmp)
+        fsync_path(tmp / f)
+    fsync_path(tmp)
     shutil.rmtree(folder / name, ignore_errors=True)  # left by an update killed before meta pointed at it
     os.replace(tmp, folder / name)
-    _fsync(folder)
+    fsync_path(folder)
     return name
 
 

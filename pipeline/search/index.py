@@ -50,7 +50,7 @@ from pipeline.config import SearchConfig
 from pipeline.store import StoreReader, is_url, require_store, sidecar_base
 from reid_models.common import UserError
 
-from .coded import CodedRows, build_coded
+from .coded import CodedRows, build_coded, fsync_path
 
 META = "meta.json"
 VECTORS, SAMPLE_IDS, TRACK_IDS, REMOVED = "vectors.f32", "sample_id.i64", "track_id.i64", "removed.i64"
@@ -162,14 +162,6 @@ class IndexMeta:
     coded_rows: int = 0
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -177,7 +169,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _read_meta(folder: Path) -> IndexMeta | None:
@@ -505,7 +497,7 @@ def _build_ann(folder: Path, meta: IndexMeta, cfg: SearchConfig, progress: Calla
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, folder / name)
-    _fsync_dir(folder)
+    fsync_path(folder)
     return name
 
 
@@ -587,7 +579,7 @@ def update_index(db: str | Path, rebuild: bool = False, cfg: SearchConfig = Sear
             if folder.exists():
                 os.replace(folder, old)
             os.replace(base, folder)
-            _fsync_dir(folder.parent)
+            fsync_path(folder.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             if old_ann and old_ann != new.ann_file:

@@ -200,11 +200,7 @@ class _Scorer:
         exact_tr, _, exact_sc = _merge(tail)
         all_tr = np.concatenate([seg_tracks, exact_tr])
         all_sc = np.concatenate([seg_best, exact_sc])
-        g = gids[np.searchsorted(ids, all_tr)]
-        key = np.where(g >= 0, g, -all_tr)
-        ukey, inv = np.unique(key, return_inverse=True)
-        ident = np.full(len(ukey), -np.inf, np.float32)
-        np.maximum.at(ident, inv, all_sc)
+        ukey, inv, ident = _identities(all_tr, all_sc, gids[np.searchsorted(ids, all_tr)])
         floor = -np.inf  # identities whose best approximate cosine is within 2B of the top-th best
         if len(ukey) > top:
             floor = float(np.partition(ident, len(ukey) - top)[len(ukey) - top]) - 2 * bound
@@ -232,13 +228,19 @@ class _Scorer:
         return _merge([self._rows(cand)] + self._tail(lut, first_row=index.meta.ann_rows))
 
 
+def _identities(tr: np.ndarray, sc: np.ndarray, g: np.ndarray):
+    """Identities of per-track scores (N,) with global ids g (-1: none; such a track is its own identity,
+    key -track id): (identity keys ascending, identity index of each track, best score of each identity)."""
+    ukey, inv = np.unique(np.where(g >= 0, g, -tr), return_inverse=True)
+    ident = np.full(len(ukey), -np.inf, np.float32)
+    np.maximum.at(ident, inv, sc)
+    return ukey, inv, ident
+
+
 def _rank(tr: np.ndarray, sc: np.ndarray, g: np.ndarray, top: int):
     """Identity ranking of per-track scores: (identity index of each track, identity scores, 1-based rank
     of each identity (0 = not in the top), indices of the listed tracks in rank, score, track order)."""
-    key = np.where(g >= 0, g, -tr)  # tracks without identity are their own identity
-    ukey, inv = np.unique(key, return_inverse=True)
-    ident = np.full(len(ukey), -np.inf, np.float32)
-    np.maximum.at(ident, inv, sc)
+    ukey, inv, ident = _identities(tr, sc, g)
     ranked = np.lexsort((ukey, -ident))[:top]
     rank_of = np.full(len(ukey), 0, np.int64)
     rank_of[ranked] = np.arange(1, len(ranked) + 1)
