@@ -153,6 +153,17 @@ class AnnotatedVideoWriter:
         while len(buf) > self.delay:
             self._emit_pending(buf.popleft())
 
+    def add_boxes(self, camera_id: str, index: int, tracks: Detections) -> bool:
+        """Add boxes the tracker filled in later (interpolated) to the held-back frame ``index`` of
+        ``camera_id``; False when that frame was already written (or ``delay`` is 0)."""
+        for p in reversed(self._buffers.get(camera_id, ())):
+            if p.frame.index == index:
+                p.tracks = Detections.concatenate([p.tracks, tracks])
+                return True
+            if p.frame.index < index:
+                break
+        return False
+
     def flush(self) -> None:
         """Draw and write every held-back frame (call after the last association)."""
         for buf in self._buffers.values():

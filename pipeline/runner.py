@@ -125,6 +125,7 @@ class RunSummary:
     cpu_seconds: float = 0.0
     worker_errors: dict[str, str] = field(default_factory=dict)
     associated: bool = True
+    detector_frames: int | None = None
 
     @property
     def fps(self) -> float:
@@ -141,7 +142,9 @@ class RunSummary:
         lines = [f"{'interrupted' if self.interrupted else 'finished'} run {self.run_id} -> {self.db_path}",
                  f"{self.frames} frames from {len(self.cameras)} camera(s)"
                  + (f" in {self.workers} worker groups" if self.workers > 1 else "") + f" in {self.seconds:.1f} s "
-                 f"(+ {self.setup_seconds:.1f} s start-up): {self.fps:.2f} frames/s",
+                 f"(+ {self.setup_seconds:.1f} s start-up): {self.fps:.2f} frames/s"
+                 + (f"; boxes detected on {self.detector_frames}, the tracker filled in the others"
+                    if self.detector_frames is not None and self.detector_frames < self.frames else ""),
                  f"ms per frame: {stages}",
                  f"{self.tracks} tracks, {self.samples} samples, {self.identities} global identities, "
                  f"{self.cross_camera} seen on more than one camera"]
@@ -226,6 +229,7 @@ class Runner:
         self.store: TrackStore | None = None
         self.writer: AnnotatedVideoWriter | None = None
         self.stepper: FrameStepper | None = None  # the cameras' trackers, once the run has started
+        self.detector_frames = 0  # frames whose boxes came from the detector (the others: detector.interval)
         self._open_ids: dict[str, set[int]] = defaultdict(set)  # camera -> local ids recorded and not ended
         self._retention = RetentionTimer(config.retention)
         self.last_purge: PurgeReport | None = None  # what the last periodic retention did
@@ -436,6 +440,8 @@ class Runner:
         if self.writer is not None:
             for f, rec in zip(batch, records):
                 self.writer.write(f, rec.tracks)
+                for index, _, boxes in rec.interpolated:
+                    self.writer.add_boxes(rec.camera_id, index, boxes)
             timer.add("video", t0)
 
     def _finish_cameras(self, cameras: list[str]) -> None:
@@ -617,6 +623,7 @@ class Runner:
         store = self.store
         frame = rec.frame()
         opened = self._open_ids[rec.camera_id]
+        self.detector_frames += rec.detected
         for index, stamp, boxes in rec.interpolated:
             store.record_frame(rec.frame(index, stamp), boxes, interpolated=True)
             opened.update(int(i) for i in boxes.track_id[boxes.track_id >= 0])
@@ -670,7 +677,7 @@ class Runner:
         return RunSummary(str(self.backend.display), run_id, tuple(c.id for c in self.cfg.cameras), self.timer.frames,
                           seconds, setup, ordered, counts.tracks, counts.samples, counts.identities,
                           counts.cross_camera, interrupted, videos, reconnects, video_errors, self.workers, cpu,
-                          dict(self.worker_errors), self.links)
+                          dict(self.worker_errors), self.links, self.detector_frames)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, db_path: str | Path | None = None, device: str = "auto",

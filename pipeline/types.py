@@ -95,6 +95,18 @@ class Detections:
         keep = np.isin(cls_id, np.asarray(person_classes, np.int64))
         return cls.from_arrays(xyxy[keep], conf[keep], cls_id[keep])
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[Detections]) -> Detections:
+        """The rows of ``parts`` one after another (the embedding column only if every part has one)."""
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        emb = None
+        if all(p.embedding is not None for p in parts):
+            emb = np.concatenate([p.embedding for p in parts])
+        return cls(np.concatenate([p.xyxy for p in parts]), np.concatenate([p.confidence for p in parts]),
+                   np.concatenate([p.class_id for p in parts]), np.concatenate([p.track_id for p in parts]), emb)
+
     def with_embedding(self, rows, embedding: np.ndarray) -> Detections:
         """A copy whose embedding column is ``embedding`` (K, D) at ``rows`` (K,) and zero elsewhere."""
         rows = np.asarray(rows, np.int64).reshape(-1)

@@ -9,6 +9,7 @@
     python -m pipeline eval --db PATH --gt CAMERA=GT.txt [--gt CAMERA=GT.txt ...] [--run ID] [--out DIR]
     python -m pipeline bench [--frames N] [--cameras 1 4 16] [--workers N] [--device D] [--imgsz PX] [--out DIR]
     python -m pipeline bench --accuracy [--frames N] [--imgsz PX] [--device D] [--out DIR]
+    python -m pipeline bench --speed [--frames N] [--threads N ...] [--repeats N] [--imgsz PX] [--out DIR]
     python -m pipeline bench --query --samples N --dim D [--out DIR] [--json FILE]
     python -m pipeline adapt --db PATH --out CKPT [--base default|CKPT] [--epochs N] [--cluster] [--device D]
     python -m pipeline reembed --db PATH --checkpoint CKPT|default [--threshold T] [--device D]
@@ -196,7 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="process groups the cameras are split into (at most one per camera; default 1)")
     b.add_argument("--device", default="auto")
-    b.add_argument("--imgsz", type=_positive_int, default=640, metavar="PX", help="detector input size")
+    b.add_argument("--imgsz", type=_positive_int, default=None, metavar="PX",
+                   help="detector input size (default 640; --speed: 960, what imgsz auto picks on the demo clip)")
+    b.add_argument("--speed", action="store_true",
+                   help="frames/s of the pipeline against ultralytics model.track, same weights, imgsz and torch "
+                        "threads, each run a fresh process, A B A B (--frames default 200)")
+    b.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2], metavar="N",
+                   help="--speed: torch thread counts to measure (default 1 2)")
+    b.add_argument("--repeats", type=_positive_int, default=2, metavar="N", help="--speed: A B pairs per thread count")
     b.add_argument("--clip", default=None, help="video to use (default streams/vtest.avi)")
     b.add_argument("--query", action="store_true",
                    help="search at scale: build a synthetic store of --samples x --dim through the store's write "

@@ -219,17 +219,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(f"wrote {args.json}")
         return 0
+    if args.speed:
+        from pipeline.bench_speed import run_speed_bench
+
+        table, path = run_speed_bench(frames=args.frames or 200, threads=args.threads, repeats=args.repeats,
+                                      imgsz=args.imgsz or 960, clip=args.clip, out_dir=args.out or "runs/bench")
+        print(table)
+        print(f"wrote {path}")
+        return 0
     if args.accuracy:
         from pipeline.bench_accuracy import run_accuracy_bench
 
-        table, path = run_accuracy_bench(frames=args.frames, device=args.device, imgsz=args.imgsz,
+        table, path = run_accuracy_bench(frames=args.frames, device=args.device, imgsz=args.imgsz or 640,
                                          clip=args.clip, out_dir=args.out or "runs/bench")
         print(table)
         print(f"wrote {path}")
         return 0
     from pipeline.bench import run_bench
 
-    print(run_bench(frames=args.frames or 30, cameras=args.cameras, device=args.device, imgsz=args.imgsz,
+    print(run_bench(frames=args.frames or 30, cameras=args.cameras, device=args.device, imgsz=args.imgsz or 640,
                     clip=args.clip, workers=args.workers, out=args.out))
     return 0
 

@@ -99,7 +99,12 @@ class DetectorConfig:
     pedestrian is about 0.41 h wide); 'auto' = 0.41 for the bundled detector, whose boxes are ~1.6x
     wider than the person, and off for other weights (a model trained on tight boxes, or footage of
     sitting people, must not be reshaped); null = off.
-    half: 'auto' = fp16 on CUDA, fp32 on CPU; true needs CUDA."""
+    half: 'auto' = fp16 on CUDA, fp32 on CPU; true needs CUDA.
+    interval: the detector runs on every interval-th frame of a camera (an integer >= 1; 1 = every frame)
+    and the tracker fills the frames between by interpolation (stored as interpolated boxes); 'auto' =
+    as many frames as keep at least pipeline.stages.detect.MIN_DETECT_RATE detector frames per second
+    (see pipeline.stages.detect.detect_interval), for cameras whose people the detector resolves (else
+    every frame). Public-detection cameras use every frame."""
 
     weights: str | None = None
     person_classes: tuple[int, ...] = (0,)
@@ -108,9 +113,13 @@ class DetectorConfig:
     imgsz: int | str = "auto"
     max_aspect: float | str | None = "auto"
     half: bool | str = "auto"
+    interval: int | str = "auto"
 
     def __post_init__(self) -> None:
         o = "DetectorConfig"
+        iv = self.interval
+        if iv != "auto" and not (isinstance(iv, int) and not isinstance(iv, bool) and iv >= 1):
+            c.fail(o, "interval", f"expected auto or an integer >= 1 (1 = detect every frame), got {c.show(iv)}")
         _set(self, "weights", c.optional_path(o, "weights", self.weights))
         classes = self.person_classes
         if (not isinstance(classes, (list, tuple)) or not classes

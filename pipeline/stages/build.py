@@ -9,7 +9,7 @@ import numpy as np
 from pipeline.config import PipelineConfig, TrackerConfig
 from pipeline.types import Detections, Frame
 
-from .detect import PersonDetector
+from .detect import PersonDetector, detect_interval
 from .embed import Embedder
 from .public import PublicDetections
 from .sampling import TrackSampler
@@ -33,6 +33,13 @@ class Stages:
     def tracker(self, frame_rate: float) -> ByteTracker:
         """A new tracker (own id counter) for a camera delivering ``frame_rate`` frames/s."""
         return ByteTracker(self.tracker_config, frame_rate=frame_rate)
+
+    def detect_interval(self, camera_id: str, frame_rate: float) -> int:
+        """Frames per detector run for a camera fed ``frame_rate`` frames/s: ``detector.interval``
+        (:func:`~.detect.detect_interval`); 1 for a public-detection camera (its file has every frame)."""
+        if camera_id in self.public or self.detector is None:
+            return 1
+        return detect_interval(self.detector.config.interval, frame_rate)
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         """One Detections per frame (same order): public-detection cameras from their file, the other

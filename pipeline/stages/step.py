@@ -33,6 +33,8 @@ class FrameRecord:
     sample_rows: (K,) rows of ``tracks`` sampled; sample_embedding: (K, D) float32 unit-norm;
     crops: K BGR uint8 crops (the store keeps them as thumbnails).
     finished: local ids of tracks that ended at this frame.
+    detected: False for a frame the detector skipped (``detector.interval``): no boxes yet, they come as
+    ``interpolated`` with the next detected frame of the camera.
     """
 
     camera_id: str
@@ -45,6 +47,7 @@ class FrameRecord:
     sample_embedding: np.ndarray
     crops: tuple[np.ndarray, ...]
     finished: tuple[int, ...]
+    detected: bool = True
 
     def frame(self, index: int | None = None, timestamp: float | None = None) -> Frame:
         """The Frame (without its image) the store records these boxes under."""
@@ -60,27 +63,61 @@ class FrameStepper:
     def __init__(self, stages: Stages, frame_rates: Mapping[str, float]) -> None:
         self.stages = stages
         self.trackers = {cam: stages.tracker(frame_rate=fps) for cam, fps in frame_rates.items()}
-        self.recent: dict[str, deque] = {cam: deque(maxlen=t.max_gap + 2) for cam, t in self.trackers.items()}
+        self.intervals = {cam: stages.detect_interval(cam, fps) for cam, fps in frame_rates.items()}
+        self.recent: dict[str, deque] = {cam: deque(maxlen=max(t.max_gap, self.intervals[cam]) + 2)
+                                         for cam, t in self.trackers.items()}
+        self._since: dict[str, int | None] = {cam: None for cam in frame_rates}  # frames since the last detected one
+        self._fed: dict[str, int] = {cam: 0 for cam in frame_rates}  # frames fed so far
+
+    def _detected(self, f: Frame) -> bool:
+        """Whether ``f`` is a detector frame: frames 0, interval, 2 interval... of its camera (the same frames of
+        every camera, so they share detector batches), and every frame while a new track awaits confirmation
+        (it has no velocity to bridge a skipped frame with), while the detector still measures the people of
+        the first frames, and, for ``interval: auto``, for a camera whose people it does not resolve."""
+        cam, detector = f.camera_id, self.stages.detector
+        if self._since[cam] is None or self._fed[cam] % self.intervals[cam] == 0:
+            return True
+        if detector.measuring or self.trackers[cam].tentative > 0:
+            return True
+        return detector.config.interval == "auto" and not detector.resolves(cam)  # small people: every frame
 
     def step(self, batch: Sequence[Frame], clock: Clock) -> tuple[FrameRecord, ...]:
-        """One FrameRecord per frame of ``batch`` (same order); charges 'detect', 'track' and 'embed' to ``clock``."""
+        """One FrameRecord per frame of ``batch`` (same order); charges 'detect', 'track' and 'embed' to ``clock``.
+
+        On frames the detector skips (``detector.interval``) nothing is detected, tracked or embedded: their
+        record has no boxes, and their boxes come with the next detector frame's record as ``interpolated``."""
         stages, trackers = self.stages, self.trackers
         t0 = time.perf_counter()
-        dets = stages.detect(batch)
+        run = [f for f in batch if self._detected(f)]
+        for f in batch:
+            self._fed[f.camera_id] += 1
+        dets = dict(zip((id(f) for f in run), stages.detect(run)))
         t0 = clock("detect", t0)
-        tracked = [trackers[f.camera_id].update(d, f.image) for f, d in zip(batch, dets)]
-        filled = {f.camera_id: trackers[f.camera_id].pop_interpolated() for f in batch}
-        finished = {f.camera_id: trackers[f.camera_id].pop_finished() for f in batch}
+        tracked, filled, finished = {}, {}, {}
+        for f in run:
+            cam = f.camera_id
+            since = self._since[cam]
+            tracked[id(f)] = trackers[cam].update(dets[id(f)], f.image, frames=1 if since is None else since + 1)
+            filled[id(f)] = trackers[cam].pop_interpolated()
+            finished[id(f)] = trackers[cam].pop_finished()
         t0 = clock("track", t0)
-        taken = [stages.sampler.take(f, t) for f, t in zip(batch, tracked)]
-        emb = stages.embedder([c for _, crops in taken for c in crops])
+        taken = {id(f): stages.sampler.take(f, tracked[id(f)]) for f in run}
+        emb = stages.embedder([c for _, crops in taken.values() for c in crops])
         clock("embed", t0)
         records, k = [], 0
-        for f, t, (rows, crops) in zip(batch, tracked, taken):
+        for f in batch:
             recent = self.recent[f.camera_id]
             recent.append((f.index, f.timestamp))
-            interpolated = tuple((*recent[-1 - ago], boxes) for ago, boxes in filled[f.camera_id] if ago < len(recent))
-            ended = tuple(int(i) for i in finished[f.camera_id])
+            if id(f) not in tracked:
+                self._since[f.camera_id] += 1
+                records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, Detections.empty(), (),
+                                           np.zeros(0, np.int64), np.zeros((0, stages.embedder.dim), np.float32),
+                                           (), (), detected=False))
+                continue
+            self._since[f.camera_id] = 0
+            t, (rows, crops) = tracked[id(f)], taken[id(f)]
+            interpolated = tuple((*recent[-1 - ago], boxes) for ago, boxes in filled[id(f)] if ago < len(recent))
+            ended = tuple(int(i) for i in finished[id(f)])
             records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, t, interpolated,
                                        np.asarray(rows, np.int64), emb[k:k + len(rows)],
                                        tuple(np.ascontiguousarray(c) for c in crops), ended))

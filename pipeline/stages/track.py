@@ -19,7 +19,9 @@ so ids are 1, 2, 3... per camera.
 Output boxes are the Kalman-corrected boxes (smoother and, for a detector whose boxes jitter, closer
 to the person than the raw box). When a track is re-found after missing at most
 ``interpolate_seconds``, the frames it missed get linearly interpolated boxes
-(:meth:`ByteTracker.pop_interpolated`). A confirmed track that stays in place for ``static_seconds``
+(:meth:`ByteTracker.pop_interpolated`). With ``update(..., frames=k)`` the tracker follows a detector that
+runs on every k-th frame (``detector.interval``): the Kalman filter predicts k frames ahead and the k - 1
+frames between two matches get interpolated boxes. A confirmed track that stays in place for ``static_seconds``
 with low scores is a static object, not a person: it is kept (so it does not start new tracks) but
 not reported until it moves.
 """
@@ -147,20 +149,27 @@ class ByteTracker:
         self._lost: list[Track] = []  # confirmed, unmatched for <= max_time_lost frames
         self._finished: list[int] = []  # confirmed ids removed since the last pop_finished()
         self._interpolated: list[tuple[int, Detections]] = []
+        self._step = 1  # frames advanced by the latest update
 
     def __repr__(self) -> str:
         return (f"ByteTracker(frame={self.frame_id}, tracked={len(self._tracked)}, lost={len(self._lost)}, "
                 f"next_id={self._next_id})")
 
     # -- public API -------------------------------------------------------------------------
-    def update(self, dets: Detections, image: np.ndarray | None = None) -> Detections:
-        """Advance one frame. ``image``: the (H, W, 3) uint8 BGR frame the boxes are in; without it (or
-        with ``appearance`` off) only motion is used. Returns the rows of ``dets`` (input order) that
-        belong to reported confirmed tracks, with ``track_id`` set and ``xyxy`` the track's
-        Kalman-corrected box (clipped to the image when it is given); the other rows are left out."""
+    def update(self, dets: Detections, image: np.ndarray | None = None, *, frames: int = 1) -> Detections:
+        """Advance ``frames`` frames (>= 1: the frames fed since the previous update, > 1 when the
+        detector skips frames) to the frame ``dets`` are from. ``image``: the (H, W, 3) uint8 BGR frame the
+        boxes are in; without it (or with ``appearance`` off) only motion is used. Returns the rows of
+        ``dets`` (input order) that belong to reported confirmed tracks, with ``track_id`` set and
+        ``xyxy`` the track's Kalman-corrected box (clipped to the image when it is given); the other
+        rows are left out. Frames skipped in between get interpolated boxes (:meth:`pop_interpolated`)."""
         if not isinstance(dets, Detections):
             raise TypeError(f"ByteTracker.update expects Detections, got {type(dets).__name__}")
-        self.frame_id += 1
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+            raise ValueError(f"frames must be an integer >= 1 (frames since the previous update), got {frames!r}")
+        first = self.frame_id == 0
+        self.frame_id += int(frames)
+        self._step = int(frames)
         for t in self._tracked + self._lost:
             t.det_index = -1
 
@@ -175,7 +184,7 @@ class ByteTracker:
             feats = np.zeros((len(dets), FEATURE_DIM), np.float32)
             feats[high] = hsv_histograms(image, xyxy[high])
 
-        self._predict(self._tracked + self._lost)
+        self._predict(self._tracked + self._lost, int(frames))
         confirmed = [t for t in self._tracked if t.confirmed]
         tentative = [t for t in self._tracked if not t.confirmed]
         pool = confirmed + self._lost
@@ -217,7 +226,7 @@ class ByteTracker:
         for i in dropped:
             tentative[i].state = TrackState.REMOVED
         # 4) confident boxes nobody claimed start tentative tracks
-        new = [self._start(dets, j, feats) for j in left[free_left] if score[j] >= self.new_track_thresh]
+        new = [self._start(dets, j, feats, first) for j in left[free_left] if score[j] >= self.new_track_thresh]
 
         everyone = pool + tentative + new
         for t in everyone:
@@ -261,6 +270,12 @@ class ByteTracker:
         return self.pop_finished()
 
     @property
+    def tentative(self) -> int:
+        """Unconfirmed tracks alive: each needs the next frame (it is dropped at its first miss, and has no
+        velocity yet to predict a skipped frame with), so a detector that skips frames should not skip it."""
+        return sum(1 for t in self._tracked if not t.confirmed)
+
+    @property
     def active_ids(self) -> list[int]:
         """Ids of confirmed tracks still alive (tracked or lost), ascending."""
         return sorted(t.track_id for t in self._tracked + self._lost if t.confirmed)
@@ -291,8 +306,9 @@ class ByteTracker:
         return t.max_shift >= STATIC_SHIFT or t.mean_score >= self.track_high_thresh
 
     def _fill_gap(self, t: Track, box: np.ndarray, score: float) -> None:
-        """Linearly interpolated boxes for the frames between t's previous report and this one."""
-        if t.box is None or not 1 < t.gap <= self.max_gap + 1:
+        """Linearly interpolated boxes for the frames between t's previous report and this one: a gap of up
+        to ``max_gap`` missed frames, and always the frames the detector skipped since the previous update."""
+        if t.box is None or t.gap <= 1 or (t.gap > self.max_gap + 1 and t.gap != self._step):
             return
         for k in range(1, t.gap):  # k frames after the previous report
             w = k / t.gap
@@ -300,14 +316,16 @@ class ByteTracker:
             self._interpolated.append((t.gap - k, Detections.from_arrays(xyxy[None], [score], [t.class_id],
                                                                          [t.track_id])))
 
-    def _predict(self, tracks: list[Track]) -> None:
+    def _predict(self, tracks: list[Track], frames: int = 1) -> None:
+        """Kalman prediction ``frames`` frames ahead (one constant-velocity step per frame)."""
         if not tracks:
             return
         mean = np.stack([t.mean for t in tracks])
         cov = np.stack([t.covariance for t in tracks])
         lost = np.array([t.state is not TrackState.TRACKED for t in tracks])
         mean[lost, 7] = 0.0  # a lost box stops growing / shrinking
-        mean, cov = self.kalman.predict(mean, cov)
+        for _ in range(frames):
+            mean, cov = self.kalman.predict(mean, cov)
         for t, m, c in zip(tracks, mean, cov):
             t.mean, t.covariance = m, c
 
@@ -341,13 +359,13 @@ class ByteTracker:
                 f = APPEARANCE_MOMENTUM * track.feature + (1.0 - APPEARANCE_MOMENTUM) * feature
                 track.feature = (f / max(float(np.linalg.norm(f)), 1e-12)).astype(np.float32)
 
-    def _start(self, dets: Detections, j: int, feats: np.ndarray | None) -> Track:
+    def _start(self, dets: Detections, j: int, feats: np.ndarray | None, first: bool = False) -> Track:
         mean, cov = self.kalman.initiate(xyxy_to_xyah(dets.xyxy[j]))
         t = Track(mean[0], cov[0], float(dets.confidence[j]), int(dets.class_id[j]),
                   start_frame=self.frame_id, last_frame=self.frame_id, det_index=int(j),
                   score_sum=float(dets.confidence[j]))
         self._observe(t, dets.xyxy[j], None if feats is None else feats[j])
-        if self.frame_id == 1 or self.min_hits <= 1:
+        if first or self.min_hits <= 1:
             self._confirm(t)
         return t
 

@@ -84,6 +84,25 @@ def test_writer_draws_global_ids_learnt_after_a_frame_was_queued(vtest_path, tmp
     assert frame_header(frames[0]).startswith("cam  #392  2001-09-09 01:46:40")
 
 
+def test_boxes_filled_in_later_are_drawn_on_their_held_back_frame(vtest_path, tmp_path):
+    """Boxes the tracker fills in for a skipped frame (detector.interval) or a gap arrive with a later frame;
+    the writer adds them to the frame they belong to while it is still held back."""
+    image = _read(vtest_path, 392)
+    box = Detections.from_arrays([[249, 188, 296, 264]], [0.9], track_id=[3])
+    w = AnnotatedVideoWriter(tmp_path, fps={"cam": 10.0}, delay=2)
+    for i in range(3):
+        w.write(Frame("cam", 392 + i, 1e9 + i / 10, image), Detections.empty() if i == 1 else box)
+        if i == 2:
+            assert w.add_boxes("cam", 393, box)  # frame 393 is still held back
+            assert not w.add_boxes("cam", 392, box)  # already written (delay 2)
+            assert not w.add_boxes("other", 393, box)
+    w.write(Frame("cam", 395, 1e9 + 0.3, image), Detections.empty())
+    path = w.close()["cam"]
+    drawn, blank = _read(path, 1).astype(int), _read(path, 3).astype(int)
+    edge = np.abs(drawn - blank)[200:250, 247:252].sum(axis=2)  # around the box's left edge, x = 249
+    assert (edge.max(axis=1) > 60).all()  # drawn on every row of it (frame 3 got no box)
+
+
 def test_close_finishes_the_files_even_when_flushing_fails(vtest_path, tmp_path, monkeypatch):
     """An error while flushing held-back frames must not leave the videos already written unplayable."""
     writer = AnnotatedVideoWriter(tmp_path, fps={"cam": 10.0}, delay=2)

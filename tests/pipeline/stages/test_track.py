@@ -449,3 +449,48 @@ def test_three_people_crossing_keep_their_ids(vtest_path):
     assert sorted(owner) == [1, 9, 13] and all(len(v) >= 30 for v in owner.values()), owner
     assert {p: ids[0] for p, ids in owner.items()} == {p: ids[-1] for p, ids in owner.items()}, owner
     assert len({ids[0] for ids in owner.values()}) == 3, owner
+
+
+def _public_frames(n: int) -> list[Detections]:
+    from pipeline.config.detections import read_detection_file
+    from tests.pipeline.stages.test_public import DET
+
+    if not DET.is_file():
+        pytest.skip(f"MOTChallenge PETS09-S2L1 det.txt not found at {DET} (kept outside the repo)")
+    det = read_detection_file(DET)
+    return [Detections.from_arrays(det.xyxy[det.rows_of(f)], det.score[det.rows_of(f)]) for f in range(n)]
+
+
+def test_updates_every_other_frame_fill_the_skipped_frames_and_score_as_well():
+    """The public det.txt of the clip's first 120 frames, tracked on every frame and on every other frame
+    (``frames=2``, as with ``detector.interval: 2``): the skipped frames get interpolated boxes, no frame
+    gets two boxes of one track, and against the ground truth the two score alike."""
+    from pipeline.evaluation import MotBoxes, camera_ground_truth, read_mot, score_camera
+    from tests.pipeline.evaluation.test_mot import PETS
+
+    n = 120
+    seq = _public_frames(n)
+    cfg = TrackerConfig(min_hits=1)
+    every = ByteTracker(cfg, frame_rate=FPS)
+    full = {f: [(int(t), b) for t, b in zip(o.track_id, o.xyxy)] for f, o in enumerate(every.update(d) for d in seq)}
+    every_other = ByteTracker(cfg, frame_rate=FPS)
+    got: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for f in range(0, n, 2):
+        out = every_other.update(seq[f], frames=1 if f == 0 else 2)
+        got[f] += [(int(t), b) for t, b in zip(out.track_id, out.xyxy)]
+        for ago, boxes in every_other.pop_interpolated():
+            got[f - ago] += [(int(t), b) for t, b in zip(boxes.track_id, boxes.xyxy)]
+    assert all(len({t for t, _ in rows}) == len(rows) for rows in got.values())  # one box per track and frame
+    odd = range(1, n - 1, 2)
+    assert sum(len(got[f]) for f in odd) >= 0.9 * sum(len(full[f]) for f in odd)  # skipped frames are covered
+
+    def mot(rows: dict) -> MotBoxes:
+        flat = [(f + 1, t, b) for f, r in rows.items() for t, b in r]
+        return MotBoxes.from_xyxy(np.array([r[0] for r in flat]), np.array([r[1] for r in flat]),
+                                  np.stack([r[2] for r in flat]))
+    gt = camera_ground_truth(read_mot(PETS / "gt" / "gt.txt", ground_truth=True), 0, n)
+    a, b = score_camera(gt, mot(full), num_frames=n), score_camera(gt, mot(got), num_frames=n)
+    assert b["MOTA"] >= a["MOTA"] - 0.05 and b["IDF1"] >= a["IDF1"] - 0.05, (a, b)
+    assert b["recall"] >= a["recall"] - 0.05, (a["recall"], b["recall"])
+    with pytest.raises(ValueError, match="frames must be an integer >= 1"):
+        every_other.update(seq[0], frames=0)
