@@ -33,6 +33,15 @@ DEMO_YAML = STREAMS / "demo.yaml"
 CLIP_FRAMES = 795  # frames of vtest.avi
 
 
+def write_bench_json(out_dir: str | Path, name: str, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON to ``out_dir/name`` (the folder is made if needed); returns the path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
 def bench_config(n_cameras: int, frames: int, clip: str | Path = DEMO_CLIP, imgsz: int = 640,
                  clip_frames: int = CLIP_FRAMES, settings: str | Path = DEMO_YAML):
     """A PipelineConfig playing ``clip`` as ``n_cameras`` cameras of ``frames`` frames each, spread over
@@ -165,10 +174,8 @@ def run_bench(frames: int = 30, cameras: Sequence[int] = (1, 4, 16), device: str
              + (f" (shared out between worker groups: {workers} at most)" if workers > 1 else ""))
     table = title + "\n" + format_table(rows)
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        path = Path(out) / "speed.json"
-        path.write_text(json.dumps({"clip": clip.name, "frames_per_camera": frames, "imgsz": imgsz, "device": dev,
-                                    "torch_threads": torch.get_num_threads(),
-                                    "rows": [r.as_dict() for r in rows]}, indent=2))
+        path = write_bench_json(out, "speed.json", {"clip": clip.name, "frames_per_camera": frames, "imgsz": imgsz,
+                                                    "device": dev, "torch_threads": torch.get_num_threads(),
+                                                    "rows": [r.as_dict() for r in rows]})
         table += f"\nwrote {path}"
     return table

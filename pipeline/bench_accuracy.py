@@ -17,7 +17,6 @@ frames/s of the detector rows counts decoding and detection; the pipeline row al
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bench import CLIP_FRAMES, DEMO_CLIP, bench_config
+from pipeline.bench import CLIP_FRAMES, DEMO_CLIP, bench_config, write_bench_json
 from pipeline.config.detections import read_detection_file
 from pipeline.evaluation import MotBoxes, camera_ground_truth, read_mot, score_camera
 from pipeline.runner import run_pipeline
@@ -218,9 +217,6 @@ def run_accuracy_bench(frames: int | None = None, device: str = "auto", imgsz: i
 
     title = (f"accuracy bench: {clip.name} (PETS09-S2L1), first {frames} frames, detector imgsz {imgsz}, "
              f"device {resolve_device(device)}, torch threads {torch.get_num_threads()}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "bench.json"
-    path.write_text(json.dumps({"title": title, "frames": frames, "imgsz": imgsz, "clip": str(clip),
-                                "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    path = write_bench_json(out_dir, "bench.json", {"title": title, "frames": frames, "imgsz": imgsz,
+                                                    "clip": str(clip), "rows": [asdict(r) for r in rows]})
     return format_table(rows, title), path

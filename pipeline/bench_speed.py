@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.bench import CLIP_FRAMES, DEMO_CLIP
+from pipeline.bench import CLIP_FRAMES, DEMO_CLIP, write_bench_json
 
 SYSTEMS = ("ours", "ultralytics")
 
@@ -129,12 +129,10 @@ def run_speed_bench(frames: int = 200, threads: Sequence[int] = (1, 2), repeats:
         runs.append(SpeedRun(system, t, rep, fps, n, det, load))
     title = (f"speed bench: {clip.name}, first {frames} frames, detector imgsz {imgsz}, CPU, "
              f"{os.cpu_count()} cores; each run a fresh process, A B A B")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "speed_vs_ultralytics.json"
-    path.write_text(json.dumps({"title": title, "frames": frames, "imgsz": imgsz, "clip": str(clip),
-                                "runs": [asdict(r) for r in runs],
-                                "ratios": {str(t): ratio_by_repeat(runs, t) for t in threads}}, indent=2) + "\n")
+    path = write_bench_json(out_dir, "speed_vs_ultralytics.json",
+                            {"title": title, "frames": frames, "imgsz": imgsz, "clip": str(clip),
+                             "runs": [asdict(r) for r in runs],
+                             "ratios": {str(t): ratio_by_repeat(runs, t) for t in threads}})
     return format_table(runs, title), path
 
 

@@ -41,6 +41,15 @@ class Stages:
             return 1
         return detect_interval(self.detector.config.interval, frame_rate)
 
+    def may_skip(self, camera_id: str) -> bool:
+        """Whether the detector may skip a frame of this camera now (at its :meth:`detect_interval`): not while
+        it still measures the people of the first frames, and, for ``interval: auto``, not for a camera
+        whose people it does not resolve (:meth:`~.detect.PersonDetector.resolves`)."""
+        d = self.detector
+        if camera_id in self.public or d is None or d.measuring:
+            return False
+        return d.config.interval != "auto" or d.resolves(camera_id)
+
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         """One Detections per frame (same order): public-detection cameras from their file, the other
         frames in one detector batch."""

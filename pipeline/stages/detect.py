@@ -63,9 +63,15 @@ def choose_imgsz(heights: np.ndarray, frame_side: float, base: int = AUTO_BASE_I
     heights = np.asarray(heights, np.float64).reshape(-1)
     if len(heights) == 0 or frame_side <= 0:
         return base
-    small = float(np.percentile(heights, AUTO_QUANTILE)) * base / frame_side  # network pixels at base
-    need = base * AUTO_TARGET_HEIGHT / max(small, 1e-6)
+    need = base * AUTO_TARGET_HEIGHT / max(smaller_people_px(heights, frame_side, base), 1e-6)
     return next((size for size in AUTO_SIZES if size >= need), AUTO_SIZES[-1])
+
+
+def smaller_people_px(heights: np.ndarray, frame_side: float, imgsz: int) -> float:
+    """Network pixels at ``imgsz`` of "the smaller people": the :data:`AUTO_QUANTILE`-th percentile of
+    ``heights`` (N,) source-pixel box heights (N >= 1) in a frame whose longer side is ``frame_side`` px."""
+    return float(np.percentile(heights, AUTO_QUANTILE)) * imgsz / frame_side
+
 
 MIN_DETECT_RATE = 5.0  # detector frames per second 'interval: auto' keeps (a walker moves ~0.3 m between them)
 MAX_AUTO_INTERVAL = 3  # and it never skips more than 2 frames in a row (fast cameras: >= 10 detections/s at 30)
@@ -259,8 +265,8 @@ class PersonDetector:
                 sizes = {k: choose_imgsz(h, side) for k, (h, side) in heights.items()}
                 self.imgsz = max(sizes.values())
                 log.info("detector imgsz auto: %d (per camera %s)", self.imgsz, sizes)
-            self._resolves = {k: len(h) == 0 or float(np.percentile(h, AUTO_QUANTILE)) * self.imgsz / side
-                              >= AUTO_TARGET_HEIGHT for k, (h, side) in heights.items()}
+            self._resolves = {k: len(h) == 0 or smaller_people_px(h, side, self.imgsz) >= AUTO_TARGET_HEIGHT
+                              for k, (h, side) in heights.items()}
             self._measured = None
 
     def _precision_args(self) -> dict:

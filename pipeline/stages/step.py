@@ -74,12 +74,10 @@ class FrameStepper:
         every camera, so they share detector batches), and every frame while a new track awaits confirmation
         (it has no velocity to bridge a skipped frame with), while the detector still measures the people of
         the first frames, and, for ``interval: auto``, for a camera whose people it does not resolve."""
-        cam, detector = f.camera_id, self.stages.detector
+        cam = f.camera_id
         if self._since[cam] is None or self._fed[cam] % self.intervals[cam] == 0:
             return True
-        if detector.measuring or self.trackers[cam].tentative > 0:
-            return True
-        return detector.config.interval == "auto" and not detector.resolves(cam)  # small people: every frame
+        return self.trackers[cam].tentative > 0 or not self.stages.may_skip(cam)
 
     def step(self, batch: Sequence[Frame], clock: Clock) -> tuple[FrameRecord, ...]:
         """One FrameRecord per frame of ``batch`` (same order); charges 'detect', 'track' and 'embed' to ``clock``.
