@@ -6,7 +6,8 @@
 
 Writes ``metrics.json`` (rank1/5/10/20, mAP, mINP in percent, without and with k-reciprocal
 re-ranking), ``cmc.png`` (both CMC curves) and ``ranked_results.png`` (top-10 gallery matches of a
-few queries, correct ones framed green). The work is reid_models.engine.evaluator (shared with
+few queries, correct ones framed green) and ``identities.png`` (a strip of crops per gallery identity, to
+spot ids that are one person). The work is reid_models.engine.evaluator (shared with
 training); this module is its command line (also ``python -m reid_models evaluate``).
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True,
                         help="dataset name, e.g. market1501, dukemtmc, partial_reid, or mot (annotated video: "
                              "--data-root holds the video and gt/gt.txt)")
+    parser.add_argument("--same-person", nargs="+", default=None, metavar="ID=ID[=ID...]",
+                        help="--dataset mot only: ground-truth ids that are one person (MOTChallenge gives a "
+                             "person who comes back a new id), e.g. --same-person 2=13 8=14=15; find them in "
+                             "identities.png")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--output", default=None,
                         help="output folder (default: the checkpoint's folder/eval-<dataset>)")

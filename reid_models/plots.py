@@ -1,5 +1,6 @@
 """Result figures: CMC curves (matplotlib, Agg canvas) and ranked-gallery grids (numpy + OpenCV).
 
+The identities sheet (one row of images per identity) helps to spot two ids that are one person.
 The ranked grid looks like the papers' qualitative figures: one row per query, the query image
 on the left (blue frame), then its top-k gallery images by increasing distance, framed green
 when they show the query's identity and red when not. Gallery samples that the Market-1501
@@ -139,6 +140,47 @@ def plot_ranked_results(query_paths: Sequence[str], gallery_paths: Sequence[str]
             canvas[y:y + frame_h, x:x + frame_w] = _framed(_read_rgb(gallery_paths[g], "gallery"), cell_size, color)
             _label(canvas, str(rank), x + frame_w // 2 - 4, y - 5)
             x += frame_w + _GAP
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def plot_identities(paths: Sequence[str], pids, camids, path: str | Path, per_identity: int = 8,
+                    max_identities: int = 40, cell_size: tuple[int, int] = (128, 64)) -> Path:
+    """Write a PNG with one row per identity: ``per_identity`` of its images spread over its cameras (in
+    camera order) under a header "id P  cams a-b  n images"; return its path. For spotting ids that are
+    one person (MOT ground truth gives a person who comes back a new id).
+
+    paths (N,): image files; pids, camids (N,) int. Junk (pid -1) is left out; at most
+    ``max_identities`` rows (the smallest pids; the first header then says how many there are).
+    """
+    pids, camids = np.asarray(pids), np.asarray(camids)
+    if pids.shape != (len(paths),) or camids.shape != (len(paths),):
+        raise ValueError(f"plot_identities: {len(paths)} paths need as many pids and camids, "
+                         f"got {pids.shape} and {camids.shape}")
+    if per_identity < 1 or max_identities < 1:
+        raise ValueError(f"per_identity and max_identities must be >= 1, got {per_identity}, {max_identities}")
+    ids = [int(p) for p in np.unique(pids) if p != JUNK_PID]
+    if not ids:
+        raise ValueError("plot_identities: no identity to show (every pid is -1 or the list is empty)")
+    shown = ids[:max_identities]
+    cell_h, cell_w = cell_size
+    frame_h, frame_w = cell_h + 2 * BORDER, cell_w + 2 * BORDER
+    row_h = _HEADER + frame_h + _GAP
+    canvas = np.full((len(shown) * row_h + _GAP, _GAP + per_identity * (frame_w + _GAP), 3), 255, dtype=np.uint8)
+    for r, pid in enumerate(shown):
+        mine = np.flatnonzero(pids == pid)
+        mine = mine[np.lexsort(([str(paths[i]) for i in mine], camids[mine]))]
+        pick = mine[np.unique(np.linspace(0, len(mine) - 1, min(per_identity, len(mine))).round().astype(int))]
+        y = r * row_h + _HEADER
+        more = f"  ({len(shown)} of {len(ids)} identities)" if r == 0 and len(shown) < len(ids) else ""
+        _label(canvas, f"id {pid}  cams {int(camids[mine].min())}-{int(camids[mine].max())}  "
+                       f"{len(mine)} images{more}", _GAP, y - 5)
+        for c, i in enumerate(pick):
+            x = _GAP + c * (frame_w + _GAP)
+            canvas[y:y + frame_h, x:x + frame_w] = _framed(_read_rgb(paths[i], "gallery"), cell_size, (255, 255, 255))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):

@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.store.governance import GENESIS_HASH, AuditRow, GovernanceStore
 
 ACTIONS = ("login", "login_failed", "logout", "search", "view_identity", "export", "correct", "purge",
-           "forget", "users")
+           "forget", "users", "evaluate", "adapt", "reembed")
 _BIOMETRIC = {"embedding", "embeddings", "thumbnail", "thumbnails", "photo", "image", "crop"}
 
 

@@ -194,6 +194,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if len(gt) != len(args.gt):
         raise CliError("a camera is given twice in --gt: give each camera one ground-truth file")
     report = evaluate_store(args.db, gt, run_id=args.run, out_dir=args.out)
+    _audit(args.db, "evaluate", {"run": report["run"], "gt": {cam: str(path) for cam, path in gt.items()},
+                                 "out": str(args.out), "idf1": report["global"].get("IDF1")})
     print(format_report(report))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {len(report['plots'])} identity plot(s) in {args.out}")
     return 0
@@ -255,6 +257,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("epochs", args.epochs), ("negatives", args.negatives)) if v is not None}
     cfg = dataclasses.replace(AdaptConfig(), cluster=bool(args.cluster), **changes)
     result = adapt_store(args.db, args.out, base=args.base, cfg=cfg, device=args.device, progress=not args.quiet)
+    _audit(args.db, "adapt", {"out": str(Path(args.out).resolve()), "base": result.base, "tracks": result.tracks,
+                              "crops": result.crops, "settings": dataclasses.asdict(cfg)})
     print(result.format())
     return 0
 
@@ -269,6 +273,9 @@ def cmd_reembed(args: argparse.Namespace) -> int:
 
     result = reembed_store(args.db, args.checkpoint, device=args.device, threshold=args.threshold,
                            batch=args.batch, progress=not args.quiet)
+    _audit(args.db, "reembed", {"checkpoint": str(args.checkpoint), "old": result.old, "new": result.new,
+                                "from_video": result.from_video, "from_thumbnail": result.from_thumbnail,
+                                "identities": result.identities})
     print(result.format())
     return 0
 

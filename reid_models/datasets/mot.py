@@ -12,11 +12,18 @@ Protocol (fixed, so every embedder is measured the same way on real footage):
 ``gt/gt.txt`` (``frame,id,x,y,w,h,flag,...`` with 1-based frames: GT frame f is video frame f-1).
 ``video=`` points at a video elsewhere. Crops are written once as JPEGs into a cache folder
 (``cache=``, default ``~/.cache/camreid/mot/<root name>-<settings>``) and reused.
+
+MOTChallenge ground truth gives a person who leaves and comes back a new id (PETS09-S2L1's 19 ids are
+about 10 people walking circuits), so the protocol above counts a correct match of a re-entered
+person as wrong. ``same_person`` (groups of ids that are one person, e.g. ``"2=13,3=11"``, found by
+looking at ``identities.png`` of an evaluation) gives each group one label before the queries are
+chosen; the protocol is otherwise unchanged.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +105,45 @@ def _frames(video: Path, wanted: set[int]):
         cap.release()
 
 
+def parse_same_person(spec: str | Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Groups of ground-truth ids that are one person: ``"2=13,8=14=15"`` (or already a sequence of id
+    sequences) -> ``[(2, 13), (8, 14, 15)]``, each sorted. Raises ValueError (one line) on a malformed
+    group, a group of one id, or an id in two groups."""
+    if isinstance(spec, str):
+        groups = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            try:
+                groups.append(tuple(int(v) for v in part.split("=")))
+            except ValueError:
+                raise ValueError(f"same person group {part!r} is not ids joined by '=', e.g. 2=13") from None
+    else:
+        groups = [tuple(int(v) for v in g) for g in spec]
+    seen: set[int] = set()
+    out = []
+    for g in groups:
+        if len(set(g)) < 2:
+            raise ValueError(f"same person group {'='.join(map(str, g))} needs two or more different ids")
+        twice = seen.intersection(g)
+        if twice:
+            raise ValueError(f"id {min(twice)} is in two same person groups; join them into one (e.g. 8=14=15)")
+        seen.update(g)
+        out.append(tuple(sorted(set(g))))
+    return out
+
+
 def read_mot(root: str | os.PathLike, video: str | os.PathLike | None = None, step: int = 5, window: int = 50,
-             min_height: int = 40, cache: str | os.PathLike | None = None) -> ReIDDataset:
+             min_height: int = 40, cache: str | os.PathLike | None = None,
+             same_person: str | Sequence[Sequence[int]] = ()) -> ReIDDataset:
     """Query/gallery crops of a MOTChallenge-annotated video (protocol in the module docstring).
 
-    The dataset has no train split. Items are ``(crop path, GT id, window index)``.
+    The dataset has no train split. Items are ``(crop path, person label, window index)``: the GT id,
+    or with ``same_person`` the smallest id of its group (see the module docstring).
     """
     if step < 1 or window < 1 or min_height < 1:
         raise ValueError(f"step, window and min_height must be >= 1, got {step}, {window}, {min_height}")
+    groups = parse_same_person(same_person)
     root = check_root(DATASET, root)
     gt_path = root / "gt" / "gt.txt"
     if not gt_path.is_file():
@@ -114,6 +152,13 @@ def read_mot(root: str | os.PathLike, video: str | os.PathLike | None = None, st
     if not video_path.exists():
         raise layout_error(DATASET, f"video {video_path} does not exist")
     gt = read_mot_gt(gt_path)
+    known = set(gt[:, 1].astype(int).tolist())
+    label = {}
+    for g in groups:
+        missing = [i for i in g if i not in known]
+        if missing:
+            raise ValueError(f"same person id {missing[0]} is not an id of {gt_path} (ids {min(known)}..{max(known)})")
+        label.update({i: g[0] for i in g})
     settings = f"s{step}-w{window}-h{min_height}"
     key = hashlib.sha1(f"{video_path}|{gt_path.stat().st_mtime_ns}|{settings}".encode()).hexdigest()[:10]
     out = Path(cache) if cache is not None else Path.home() / ".cache" / "camreid" / "mot" / f"{root.name}-{key}"
@@ -146,11 +191,12 @@ def read_mot(root: str | os.PathLike, video: str | os.PathLike | None = None, st
     if not items:
         raise layout_error(DATASET, f"no ground-truth box in {gt_path} is fully inside the video frames and at least "
                                     f"{min_height} px tall")
-    items.sort()
+    items = sorted((path, label.get(pid, pid), cam) for path, pid, cam in items)
     query = []
     by_key: dict[tuple[int, int], list[tuple[str, int, int]]] = {}
     for item in items:
         by_key.setdefault((item[1], item[2]), []).append(item)
-    for key_items in by_key.values():
-        query.append(key_items[len(key_items) // 2])  # sorted by frame: the middle crop in time
+    for key_items in by_key.values():  # the middle crop in time (a group's ids may share a window)
+        key_items.sort(key=lambda item: Path(item[0]).stem.split("_f")[-1])
+        query.append(key_items[len(key_items) // 2])
     return make_dataset(DATASET, [], sorted(query), items)

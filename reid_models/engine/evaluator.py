@@ -137,8 +137,8 @@ def evaluate(model: torch.nn.Module, query_loader: DataLoader, gallery_loader: D
 
 def write_outputs(out: Path, result: dict[str, Any], curves: dict[str, np.ndarray], distmat: np.ndarray,
                   query: FeatureSet, gallery: FeatureSet) -> None:
-    """metrics.json, cmc.png (every curve in ``curves``) and ranked_results.png under ``out``."""
-    from ..plots import plot_cmc, plot_ranked_results
+    """metrics.json, cmc.png (every curve in ``curves``), ranked_results.png and identities.png under ``out``."""
+    from ..plots import plot_cmc, plot_identities, plot_ranked_results
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "metrics.json.tmp"
@@ -147,6 +147,7 @@ def write_outputs(out: Path, result: dict[str, Any], curves: dict[str, np.ndarra
     plot_cmc(curves, out / "cmc.png")
     plot_ranked_results(query.paths, gallery.paths, distmat, query.pids, gallery.pids, query.camids,
                         gallery.camids, out / "ranked_results.png", top=10, n_queries=5)
+    plot_identities(gallery.paths, gallery.pids, gallery.camids, out / "identities.png")
 
 
 def format_metrics(result: dict[str, Any]) -> str:
@@ -171,7 +172,23 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     mean, std = normalization(info)
     input_size = tuple(info["input_size"])
     flip = bool(config.get("eval", {}).get("flip", False)) if args.flip is None else args.flip
-    dataset = build_dataset(args.dataset, args.data_root)
+    options = {}
+    same_person = getattr(args, "same_person", None)
+    if same_person:
+        if args.dataset != "mot":
+            raise UserError(f"--same-person applies to --dataset mot only, not {args.dataset}; drop it")
+        from ..datasets.mot import parse_same_person
+
+        try:
+            options["same_person"] = parse_same_person(",".join(same_person))
+        except ValueError as exc:
+            raise UserError(f"--same-person: {exc}") from None
+    try:
+        dataset = build_dataset(args.dataset, args.data_root, **options)
+    except ValueError as exc:
+        if not options or type(exc) is not ValueError:
+            raise
+        raise UserError(f"--same-person: {exc}") from None
     if not dataset.query or not dataset.gallery:
         raise UserError(f"dataset {args.dataset} at {args.data_root} has no query/gallery split to evaluate")
     channels_last = device.type == "cuda"
@@ -191,7 +208,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     result = evaluate(model, query_loader, gallery_loader, device, output_dir=output, rerank=args.rerank,
                       flip=flip, amp_dtype=resolve_amp(args.amp, device), channels_last=channels_last,
                       info={"model": info["model"], "dataset": args.dataset, "checkpoint": str(args.checkpoint),
-                            "epoch": info.get("epoch")})
+                            "epoch": info.get("epoch"),
+                            **({"same_person": ["=".join(map(str, g)) for g in options["same_person"]]}
+                               if options else {})})
     print(format_metrics(result))
-    print(f"wrote {output / 'metrics.json'}, cmc.png, ranked_results.png")
+    print(f"wrote {output / 'metrics.json'}, cmc.png, ranked_results.png, identities.png")
     return result

@@ -144,6 +144,11 @@ def test_reembed_falls_back_to_thumbnails_and_says_so(demo_run, tmp_path, stripe
     assert "moved.avi" in out and "thumbnails" in out
     with StoreReader(db) as store:
         assert store.embedding_dim == 2816
+    from pipeline.access import audit
+
+    row = audit.read(db, action="reembed")[-1]  # who re-read the people's crops, with what
+    assert row.actor.startswith("os:") and row.details["checkpoint"] == str(striped_checkpoint)
+    assert row.details["from_thumbnail"] > 0 and row.details["from_video"] == 0
 
 
 def test_reembed_cli_one_line_errors(tmp_path, capsys):

@@ -183,4 +183,9 @@ def test_eval_cli_on_the_demo_run(demo_run, tmp_path, capsys):
         assert s["gt_dets"] == len(restrict_ground_truth(read_mot(GT, ground_truth=True), CameraWindow(start, end)))
         assert 0.2 < s["recall"] <= 1 and 0 < s["IDF1"] <= 1 and s["pred_ids"] >= 1
     assert 0 < report["global"]["IDF1"] <= 1
+    from pipeline.access import audit
+
+    row = audit.read(demo_run.db, action="evaluate")[-1]
+    assert row.details == {"run": report["run"], "gt": {"north": str(GT), "south": str(GT)}, "out": str(out),
+                           "idf1": report["global"]["IDF1"]}
     assert (out / "north_identity.png").stat().st_size > 10_000 and (out / "south_identity.png").is_file()

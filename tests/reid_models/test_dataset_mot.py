@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from reid_models.datasets import DatasetLayoutError, build_dataset
-from reid_models.datasets.mot import read_mot_gt
+from reid_models.datasets.mot import parse_same_person, read_mot_gt
 
 REPO = Path(__file__).resolve().parents[2]
 GT = REPO.parent / "shared" / "data" / "mot15" / "PETS09-S2L1" / "gt" / "gt.txt"
@@ -45,6 +45,37 @@ def test_protocol_on_the_real_clip(mot_root, tmp_path):
     # the cache is reused: the second read finds the same items without decoding the video
     again = build_dataset("mot", mot_root, cache=tmp_path / "crops")
     assert again.gallery == data.gallery and again.query == data.query
+
+
+@needs_gt
+def test_same_person_groups_give_one_label_before_queries_are_chosen(mot_root, tmp_path):
+    plain = build_dataset("mot", mot_root, cache=tmp_path / "crops")
+    data = build_dataset("mot", mot_root, cache=tmp_path / "crops", same_person="2=13, 8=14=15=18")
+    assert [p for p, _, _ in data.gallery] == [p for p, _, _ in plain.gallery]
+    gt_id = {p: int(Path(p).stem.split("_")[0]) for p, _, _ in data.gallery}
+    group = {13: 2, 14: 8, 15: 8, 18: 8}
+    assert all(label == group.get(gt_id[p], gt_id[p]) for p, label, _ in data.gallery)
+    assert {label for _, label, _ in data.gallery} == {gt_id[p] for p in gt_id} - set(group)
+    keys = {(label, cam) for _, label, cam in data.gallery}
+    assert len(data.query) == len(keys) < len(plain.query)  # 15 and 14 share window 4 (frames 200-249)
+    # the query of a shared window is still its middle crop in time, whichever id it came from
+    path = next(p for p, label, cam in data.query if (label, cam) == (8, 4))
+    frames = sorted(Path(p).stem.split("_f")[1] for p, label, cam in data.gallery if (label, cam) == (8, 4))
+    assert {gt_id[p] for p, label, cam in data.gallery if (label, cam) == (8, 4)} == {14, 15}
+    assert Path(path).stem.split("_f")[1] == frames[len(frames) // 2]
+    with pytest.raises(ValueError, match=r"same person id 99 is not an id of .*gt.txt \(ids 1\.\.19\)"):
+        build_dataset("mot", mot_root, cache=tmp_path / "crops", same_person="2=99")
+
+
+def test_same_person_groups_are_parsed_and_checked():
+    assert parse_same_person("13=2, 8=14=15,") == [(2, 13), (8, 14, 15)]
+    assert parse_same_person([[3, 11]]) == [(3, 11)] and parse_same_person("") == []
+    with pytest.raises(ValueError, match="'2=x' is not ids joined by '='"):
+        parse_same_person("2=x")
+    with pytest.raises(ValueError, match="group 2=2 needs two or more different ids"):
+        parse_same_person("2=2")
+    with pytest.raises(ValueError, match=r"id 8 is in two same person groups; join them into one"):
+        parse_same_person("8=14,15=8")
 
 
 def test_layout_errors_are_one_line(tmp_path):

@@ -96,6 +96,10 @@ def test_missing_package_is_one_clear_line(monkeypatch):
         build_generic_embedder()
 
 
+PETS_SAME_PERSON = "2=13,3=11,4=12,6=10,5=9,1=19,8=14=15=18"
+"""PETS09-S2L1 ids that are one person (README "Re-ID on real footage"; found by eye in identities.png)."""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not GT.is_file(), reason=f"MOTChallenge ground truth not found at {GT} "
                                              "(../shared/data/mot15; never copied into the repo)")
@@ -124,3 +128,13 @@ def test_reid_protocol_on_the_real_clip(embedder, tmp_path, vtest_path):
     q_pids, q_cams = np.array([x[1] for x in data.query]), np.array([x[2] for x in data.query])
     cmc, mean_ap, _ = evaluate_rank(compute_distmat(qf, gf), q_pids, g_pids, q_cams, g_cams)
     assert cmc[0] >= 0.56 and mean_ap >= 0.43, (cmc[0], mean_ap)
+
+    # The ground truth gives a person who comes back a new id; with the re-entries found by eye in
+    # identities.png told apart no more, the same features rank far better (measured 0.886 / 0.615):
+    # most "wrong" first matches were the right person under another id.
+    merged = build_dataset("mot", root, cache=tmp_path / "crops", same_person=PETS_SAME_PERSON)
+    assert [p for p, _, _ in merged.gallery] == [p for p, _, _ in data.gallery]
+    m_pids, m_cams = np.array([x[1] for x in merged.gallery]), np.array([x[2] for x in merged.gallery])
+    mq = [index[p] for p, _, _ in merged.query]
+    cmc_m, map_m, _ = evaluate_rank(compute_distmat(gf[mq], gf), m_pids[mq], m_pids, m_cams[mq], m_cams)
+    assert cmc_m[0] >= 0.85 and map_m >= 0.58 and cmc_m[0] > cmc[0] + 0.2, (cmc_m[0], map_m)

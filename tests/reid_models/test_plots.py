@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_models.plots import BORDER, CORRECT_RGB, QUERY_RGB, WRONG_RGB, plot_cmc, plot_ranked_results
+from reid_models.plots import BORDER, CORRECT_RGB, QUERY_RGB, WRONG_RGB, plot_cmc, plot_identities, plot_ranked_results
 
 ASSETS = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0]) / "assets"
 
@@ -96,3 +96,22 @@ def test_ranked_results_bad_images_are_clear_errors(tmp_path, crops):
         plot_ranked_results([str(broken)], crops[1:3], *args, tmp_path / "x.png")
     with pytest.raises(ValueError, match="distmat"):
         plot_ranked_results([crops[0]], crops[1:4], *args, tmp_path / "x.png")
+
+
+def test_identities_sheet_has_a_row_per_identity_in_camera_order(tmp_path, crops):
+    pids = [3, 3, 3, 7, 7, -1, 9, 9]
+    cams = [2, 0, 1, 5, 4, 0, 1, 1]
+    path = plot_identities(crops, pids, cams, tmp_path / "ids.png", per_identity=2, cell_size=(40, 20))
+    img = cv2.imread(str(path))
+    frame_h, frame_w = 40 + 2 * BORDER, 20 + 2 * BORDER
+    assert img.shape == (3 * (16 + frame_h + 4) + 4, 4 + 2 * (frame_w + 4), 3)  # 3 ids (junk left out), 2 each
+    # id 3's first picture is its camera-0 image (crops[1]), its last the camera-2 one (crops[0])
+    first = img[16 + BORDER:16 + BORDER + 40, 4 + BORDER:4 + BORDER + 20].astype(int)
+    want = cv2.resize(cv2.imread(crops[1]), (20, 40), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(first - want).mean() < 2
+    capped = cv2.imread(str(plot_identities(crops, pids, cams, tmp_path / "cap.png", max_identities=1)))
+    assert capped.shape[0] == 16 + 128 + 2 * BORDER + 4 + 4
+    with pytest.raises(ValueError, match="8 paths need as many pids and camids"):
+        plot_identities(crops, pids[:3], cams, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="no identity to show"):
+        plot_identities(crops, [-1] * 8, cams, tmp_path / "none.png")

@@ -117,6 +117,22 @@ def test_adapt_cli_bad_base_and_missing_store(tmp_path):
 
 
 @pytest.mark.slow
+def test_adapt_cli_writes_the_checkpoint_and_is_audited(demo_run, tmp_path, capsys):
+    from pipeline.access import audit
+    from pipeline.cli import main
+
+    db = tmp_path / "store.db"
+    shutil.copy(demo_run.db, db)
+    assert main(["adapt", "--db", str(db), "--out", str(tmp_path / "site.pt"), "--epochs", "1", "--quiet",
+                 "--device", "cpu"]) == 0
+    assert "adapted generic_mnv2_hsv" in capsys.readouterr().out and (tmp_path / "site.pt").is_file()
+    row = audit.read(db, action="adapt")[-1]  # who trained on the people's crops, into which file
+    assert row.actor.startswith("os:") and row.details["out"] == str((tmp_path / "site.pt").resolve())
+    assert row.details["tracks"] >= 2 and row.details["crops"] > row.details["tracks"]
+    assert row.details["settings"]["epochs"] == 1
+
+
+@pytest.mark.slow
 def test_adapt_cli_base_that_is_not_a_checkpoint(demo_run, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_text("not torch")

@@ -30,7 +30,7 @@ def test_evaluate_cli_reproduces_the_training_metrics(trained_run, market_root, 
         assert written[mode] == pytest.approx(trained[mode], abs=1e-6)
         assert result[mode] == written[mode]
     assert (written["num_query"], written["num_gallery"], written["epoch"]) == (4, 13, 1)
-    for figure in ("cmc.png", "ranked_results.png"):
+    for figure in ("cmc.png", "ranked_results.png", "identities.png"):
         assert Image.open(out / figure).size[0] > 100
     no_rr = main(get_args_parser().parse_args([*args, "--no-rerank", "--output", str(tmp_path / "plain")]))
     assert no_rr["with_rerank"] is None and no_rr["without_rerank"] == written["without_rerank"]
@@ -58,6 +58,16 @@ def test_missing_checkpoint_is_one_error_line(tmp_path, market_root, capsys):
     assert cli(args) == 2
     err = capsys.readouterr().err
     assert re.match(r"^error: checkpoint not found: .*best.pt \(pass the .pt written by", err) and err.count("\n") == 1
+
+
+def test_same_person_is_for_mot_only_and_checked_in_one_line(tmp_path, market_root, capsys):
+    base = ["--checkpoint", "default", "--data-root", str(market_root), "--output", str(tmp_path / "e")]
+    assert cli([*base, "--dataset", "market1501", "--same-person", "2=13"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --same-person applies to --dataset mot only, not market1501; drop it\n"
+    assert cli([*base, "--dataset", "mot", "--same-person", "2=13", "13=5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --same-person: id 13 is in two same person groups") and err.count("\n") == 1
 
 
 class _HalfSensitive(torch.nn.Module):
