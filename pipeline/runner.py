@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,7 +350,7 @@ class Runner:
         print("interrupted: ending tracks and linking identities (Ctrl-C again to stop at once)", file=sys.stderr)
         if self.heartbeat is not None and self._reader is not None:
             self._beat(self._reader, set(self._reader.readers))
-        self._finish_cameras(list(self.stepper.trackers))
+        self._finish_cameras(list(self.stepper.trackers), close=False)
         if self.links:
             self.associator.link(self.store)
 
@@ -429,8 +430,12 @@ class Runner:
                                           for c, s in stats.items()})
 
     def _step(self, batch: list[Frame]) -> None:
+        self._write_records(self.stepper.step(batch, self.timer.add), batch)
+
+    def _write_records(self, records: Sequence[FrameRecord], frames: Sequence[Frame]) -> None:
+        """Store ``records``; with --save-video, write ``frames`` (the records' new frames; none for the late
+        records of FrameStepper.close, whose frames were written already) and the boxes filled in later."""
         timer, store = self.timer, self.store
-        records = self.stepper.step(batch, timer.add)
         t0 = time.perf_counter()
         for rec in records:
             self._record(rec)
@@ -438,13 +443,20 @@ class Runner:
             self.index.poke()
         t0 = timer.add("store", t0)
         if self.writer is not None:
-            for f, rec in zip(batch, records):
+            for f, rec in zip(frames, records):
                 self.writer.write(f, rec.tracks)
+            for rec in records[len(frames):]:
+                self.writer.add_boxes(rec.camera_id, rec.index, rec.tracks)
+            for rec in records:
                 for index, _, boxes in rec.interpolated:
                     self.writer.add_boxes(rec.camera_id, index, boxes)
             timer.add("video", t0)
 
-    def _finish_cameras(self, cameras: list[str]) -> None:
+    def _finish_cameras(self, cameras: list[str], close: bool = True) -> None:
+        """End the tracks of ``cameras``; at the end of their streams (``close``, not after Ctrl-C) first give
+        the frames after each camera's last detector frame their boxes (FrameStepper.close)."""
+        if close:
+            self._write_records(self.stepper.close(cameras, self.timer.add), [])
         t0 = time.perf_counter()
         for cam, ids in self.stepper.finish(cameras).items():
             self.store.end_tracks(cam, ids)
@@ -585,7 +597,7 @@ class Runner:
             if self.heartbeat.due():
                 self.heartbeat.write(store, self._cam_states)
             store.maybe_commit()
-            timer.frames += len(msg.records)
+            timer.frames += 0 if msg.late else len(msg.records)
             t0 = timer.add("store", t0)
             if bar is not None:
                 bar.update(len(msg.records))

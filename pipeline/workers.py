@@ -67,10 +67,12 @@ class GroupReady:
 
 @dataclass(frozen=True)
 class GroupStep:
-    """The records of one loop step of a group (at most one frame per camera)."""
+    """The records of one loop step of a group (at most one frame per camera). late: the records of
+    FrameStepper.close, for frames already counted (their boxes come at the end of the stream)."""
 
     group: int
     records: tuple[FrameRecord, ...]
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,19 @@ class CameraGroup:
                 break
         rest = [c for c in self.stepper.trackers if c not in self.done]
         if rest:
-            self.finish(rest, send)
+            self.finish(rest, send, close=not stopping())
 
     def states(self) -> CameraStates:
         """Every camera's state now (ended: its last frame was taken)."""
         return CameraStates(self.index, tuple(CameraState(c, camera_state(s.state, c in self.done), s.last_error)
                                               for c, s in self.reader.stats.items()))
 
-    def finish(self, cameras: list[str], send: Callable[[Message], None]) -> None:
+    def finish(self, cameras: list[str], send: Callable[[Message], None], close: bool = True) -> None:
+        """End the tracks of ``cameras`` (after, with ``close``, giving their last skipped frames boxes)."""
+        if close:
+            last = self.stepper.close(cameras, self._add)
+            if last:
+                send(GroupStep(self.index, last, late=True))
         finished = self.stepper.finish(cameras)
         self.done.update(cameras)
         send(CamerasEnded(self.index, finished))

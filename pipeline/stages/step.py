@@ -4,6 +4,7 @@ what each frame adds to the store as a :class:`FrameRecord`. It never writes: th
 
     stepper = FrameStepper(stages, {"north": 10.0, "south": 10.0})   # camera -> frames/s fed
     records = stepper.step(frames, timer.add)                        # one FrameRecord per frame
+    last = stepper.close(["north"], timer.add)                        # end of stream: its skipped last frame
     ended = stepper.finish(["north"])                                # camera -> local ids it ended
 """
 from __future__ import annotations
@@ -68,6 +69,7 @@ class FrameStepper:
                                          for cam, t in self.trackers.items()}
         self._since: dict[str, int | None] = {cam: None for cam in frame_rates}  # frames since the last detected one
         self._fed: dict[str, int] = {cam: 0 for cam in frame_rates}  # frames fed so far
+        self._held: dict[str, Frame | None] = {cam: None for cam in frame_rates}  # the last frame, if skipped
 
     def _detected(self, f: Frame) -> bool:
         """Whether ``f`` is a detector frame: frames 0, interval, 2 interval... of its camera (the same frames of
@@ -83,46 +85,63 @@ class FrameStepper:
         """One FrameRecord per frame of ``batch`` (same order); charges 'detect', 'track' and 'embed' to ``clock``.
 
         On frames the detector skips (``detector.interval``) nothing is detected, tracked or embedded: their
-        record has no boxes, and their boxes come with the next detector frame's record as ``interpolated``."""
-        stages, trackers = self.stages, self.trackers
-        t0 = time.perf_counter()
+        record has no boxes, and their boxes come with the next detector frame's record as ``interpolated``
+        (or, after a camera's last detector frame, with :meth:`close`)."""
         run = [f for f in batch if self._detected(f)]
         for f in batch:
             self._fed[f.camera_id] += 1
-        dets = dict(zip((id(f) for f in run), stages.detect(run)))
-        t0 = clock("detect", t0)
-        tracked, filled, finished = {}, {}, {}
-        for f in run:
-            cam = f.camera_id
-            since = self._since[cam]
-            tracked[id(f)] = trackers[cam].update(dets[id(f)], f.image, frames=1 if since is None else since + 1)
-            filled[id(f)] = trackers[cam].pop_interpolated()
-            finished[id(f)] = trackers[cam].pop_finished()
-        t0 = clock("track", t0)
-        taken = {id(f): stages.sampler.take(f, tracked[id(f)]) for f in run}
-        emb = stages.embedder([c for _, crops in taken.values() for c in crops])
-        clock("embed", t0)
-        records, k = [], 0
+            self.recent[f.camera_id].append((f.index, f.timestamp))
+        # a detector frame follows the camera's skipped frames: the tracker predicts across them too
+        detected = self._detect_and_track(run, clock, [1 + (self._since[f.camera_id] or 0) for f in run])
+        records = []
         for f in batch:
-            recent = self.recent[f.camera_id]
-            recent.append((f.index, f.timestamp))
-            if id(f) not in tracked:
-                self._since[f.camera_id] += 1
-                records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, Detections.empty(), (),
-                                           np.zeros(0, np.int64), np.zeros((0, stages.embedder.dim), np.float32),
-                                           (), (), detected=False))
+            if id(f) in detected:
+                records.append(detected[id(f)])
                 continue
-            self._since[f.camera_id] = 0
-            t, (rows, crops) = tracked[id(f)], taken[id(f)]
-            interpolated = tuple((*recent[-1 - ago], boxes) for ago, boxes in filled[id(f)] if ago < len(recent))
-            ended = tuple(int(i) for i in finished[id(f)])
-            records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, t, interpolated,
-                                       np.asarray(rows, np.int64), emb[k:k + len(rows)],
-                                       tuple(np.ascontiguousarray(c) for c in crops), ended))
+            self._since[f.camera_id] += 1
+            self._held[f.camera_id] = f
+            records.append(FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, Detections.empty(), (),
+                                       np.zeros(0, np.int64), np.zeros((0, self.stages.embedder.dim), np.float32),
+                                       (), (), detected=False))
+        return tuple(records)
+
+    def close(self, cameras: Sequence[str], clock: Clock) -> tuple[FrameRecord, ...]:
+        """At the end of ``cameras``' streams (or Ctrl-C), before :meth:`finish`: each camera whose last frame
+        the detector skipped has it detected and tracked now, so the frames after its last detector frame
+        get boxes too. Returns those frames' records (detected; the frames between come as ``interpolated``)."""
+        run = [f for cam in cameras if (f := self._held.get(cam)) is not None]
+        detected = self._detect_and_track(run, clock, [self._since[f.camera_id] for f in run])
+        return tuple(detected[id(f)] for f in run)
+
+    def _detect_and_track(self, run: Sequence[Frame], clock: Clock, frames: Sequence[int]) -> dict[int, FrameRecord]:
+        """Detect, track, sample and embed ``run`` (at most one frame per camera, each already in ``recent``);
+        ``frames``: how many frames each camera's tracker advances to reach its frame. id(frame) -> record."""
+        stages, trackers = self.stages, self.trackers
+        t0 = time.perf_counter()
+        dets = stages.detect(list(run))
+        t0 = clock("detect", t0)
+        tracked, filled, finished = [], [], []
+        for f, d, k in zip(run, dets, frames):
+            tracked.append(trackers[f.camera_id].update(d, f.image, frames=k))
+            filled.append(trackers[f.camera_id].pop_interpolated())
+            finished.append(trackers[f.camera_id].pop_finished())
+        t0 = clock("track", t0)
+        taken = [stages.sampler.take(f, t) for f, t in zip(run, tracked)]
+        emb = stages.embedder([c for _, crops in taken for c in crops])
+        clock("embed", t0)
+        out, k = {}, 0
+        for f, t, fill, fin, (rows, crops) in zip(run, tracked, filled, finished, taken):
+            recent = self.recent[f.camera_id]
+            self._since[f.camera_id], self._held[f.camera_id] = 0, None
+            interpolated = tuple((*recent[-1 - ago], boxes) for ago, boxes in fill if ago < len(recent))
+            ended = tuple(int(i) for i in fin)
+            out[id(f)] = FrameRecord(f.camera_id, f.index, f.timestamp, f.origin, t, interpolated,
+                                     np.asarray(rows, np.int64), emb[k:k + len(rows)],
+                                     tuple(np.ascontiguousarray(c) for c in crops), ended)
             k += len(rows)
             if ended:
                 stages.sampler.forget(f.camera_id, ended)
-        return tuple(records)
+        return out
 
     def finish(self, cameras: Sequence[str]) -> dict[str, tuple[int, ...]]:
         """End every track of ``cameras`` (end of stream, Ctrl-C): camera -> the local ids it ended."""

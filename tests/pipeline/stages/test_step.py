@@ -127,3 +127,18 @@ def test_detector_interval_skips_frames_fills_them_and_leaves_public_cameras_alo
     # a track reported on both sides of a skipped frame has a box on it
     assert all(ids[a] & ids[b] <= filled.get(a + 1, set()) for a, b in spans), (spans, ids, filled)
     assert sum(len(ids[a] & ids[b]) for a, b in spans) >= 20
+    # the end of the stream: a last frame the detector skipped is detected by close(), so it gets boxes
+    index = len(images)
+    while yolo[-1].detected:
+        image = cap.read()[1]
+        index_of[id(image)] = index
+        out = stepper.step([Frame("yolo", index, 100.0 + index / 10, image),
+                            Frame("pub", index, 100.0 + index / 10, image)], lambda stage, t0: t0)
+        yolo.append(out[0])
+        index += 1
+    last = yolo[-1].index
+    late = stepper.close(["yolo", "pub"], lambda stage, t0: t0)
+    assert [(r.camera_id, r.index, r.detected) for r in late] == [("yolo", last, True)]  # pub saw every frame
+    assert seen[-1] == last and len(late[0].tracks) >= 3
+    assert {i for i, _, _ in late[0].interpolated} <= set(range(yolo[-2].index + 1, last))
+    assert stepper.close(["yolo"], lambda stage, t0: t0) == ()  # nothing held any more
