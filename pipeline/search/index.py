@@ -143,6 +143,21 @@ def _split(lo: int, hi: int, found: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
+def index_state(db: str | Path) -> tuple:
+    """What changes when store ``db``'s index changes on disk: (inode, mtime ns, size) of its meta.json and
+    of its removed-samples file (each written by rename), None for a file that is not there."""
+    folder = index_dir(db)
+    out = []
+    for name in (META, REMOVED):
+        try:
+            st = (folder / name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class IndexMeta:
     """What ``meta.json`` holds: rows indexed, watermark = largest indexed sample id, ann_file/ann_rows =

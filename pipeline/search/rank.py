@@ -33,7 +33,7 @@ from pipeline.config import EmbedderConfig, SearchConfig
 from pipeline.store import StoreReader
 from reid_models.common import UserError, iso_time, l2_normalize, parse_time
 
-from .index import SearchIndex
+from .index import SearchIndex, index_state
 
 TimeLike = float | int | str | datetime | date | None
 
@@ -267,12 +267,16 @@ def _one_blas_thread():
 
 
 def open_index(store: StoreReader) -> tuple[SearchIndex | None, str]:
-    """The store's search index (opened once per reader), or (None, why there is none)."""
+    """The store's search index, or (None, why there is none). Opened once per reader, and again when
+    the index changed on disk since (an update, a rebuild, samples removed by erasure or retention; one
+    stat per query), so a long-lived reader (``pipeline serve``) answers from the current index. An index
+    replaced this way closes when the last query still using it lets it go."""
+    state = index_state(store.path)
     got = _INDEXES.get(store)
-    if got is None:
-        got = SearchIndex.open(store)
+    if got is None or got[0] != state:
+        got = (state, SearchIndex.open(store))
         _INDEXES[store] = got
-    return got
+    return got[1]
 
 
 def search_tracks(store: StoreReader, query_embedding: np.ndarray, cameras: Sequence[str] | str | None = None,

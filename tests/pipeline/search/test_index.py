@@ -282,6 +282,31 @@ def test_removed_samples_are_skipped_and_dropped_on_rebuild(synthetic, tmp_path)
     assert report.rows == 6000 and not (index_dir(db) / "removed.i64").exists()
 
 
+def test_a_long_lived_reader_answers_from_the_current_index(synthetic, tmp_path):
+    """One reader kept open (as `pipeline serve` does) sees an index that was updated, had samples
+    removed (erasure) or appeared after it first searched."""
+    import shutil
+
+    from pipeline.search.rank import open_index
+
+    db = tmp_path / "s.db"
+    shutil.copy(synthetic[0], db)
+    q = make_queries(synthetic[1], 1)[0]
+    with StoreReader(db) as store:
+        assert open_index(store)[0] is None  # no index yet: searched exactly
+        first = search_tracks(store, q)
+        update_index(db, upto_id=4000)
+        index = open_index(store)[0]
+        assert index is not None and index.rows == 4000 and open_index(store)[0] is index  # opened once
+        assert same(as_rows(search_tracks(store, q)), as_rows(first))
+        update_index(db)
+        assert open_index(store)[0].rows == 6000
+        top = first[0]
+        remove_samples(db, [top.sample_id])
+        assert top.sample_id not in {h.sample_id for h in search_tracks(store, q)}
+        assert same(as_rows(search_tracks(store, q)), brute_force(db, q, exclude={top.sample_id}))
+
+
 KILLER = r"""
 import os, signal, sys
 import pipeline.search.index as ix
