@@ -82,6 +82,15 @@ def _framed(img: np.ndarray, size: tuple[int, int], color: tuple[int, int, int])
     return out
 
 
+def _write_rgb(canvas: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W, 3) uint8 RGB canvas as a PNG (creating its folder); OSError if it cannot be written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
 def _label(canvas: np.ndarray, text: str, x: int, y: int) -> None:
     cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
 
@@ -140,11 +149,7 @@ def plot_ranked_results(query_paths: Sequence[str], gallery_paths: Sequence[str]
             canvas[y:y + frame_h, x:x + frame_w] = _framed(_read_rgb(gallery_paths[g], "gallery"), cell_size, color)
             _label(canvas, str(rank), x + frame_w // 2 - 4, y - 5)
             x += frame_w + _GAP
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path
+    return _write_rgb(canvas, path)
 
 
 def plot_identities(paths: Sequence[str], pids, camids, path: str | Path, per_identity: int = 8,
@@ -181,8 +186,4 @@ def plot_identities(paths: Sequence[str], pids, camids, path: str | Path, per_id
         for c, i in enumerate(pick):
             x = _GAP + c * (frame_w + _GAP)
             canvas[y:y + frame_h, x:x + frame_w] = _framed(_read_rgb(paths[i], "gallery"), cell_size, (255, 255, 255))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path
+    return _write_rgb(canvas, path)

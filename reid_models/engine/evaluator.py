@@ -173,22 +173,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     input_size = tuple(info["input_size"])
     flip = bool(config.get("eval", {}).get("flip", False)) if args.flip is None else args.flip
     options = {}
-    same_person = getattr(args, "same_person", None)
-    if same_person:
+    if args.same_person:
         if args.dataset != "mot":
             raise UserError(f"--same-person applies to --dataset mot only, not {args.dataset}; drop it")
         from ..datasets.mot import parse_same_person
 
         try:
-            options["same_person"] = parse_same_person(",".join(same_person))
+            options["same_person"] = parse_same_person(",".join(args.same_person))
         except ValueError as exc:
             raise UserError(f"--same-person: {exc}") from None
-    try:
-        dataset = build_dataset(args.dataset, args.data_root, **options)
-    except ValueError as exc:
-        if not options or type(exc) is not ValueError:
-            raise
-        raise UserError(f"--same-person: {exc}") from None
+    dataset = build_dataset(args.dataset, args.data_root, **options)  # an id not in gt.txt: one-line ValueError
     if not dataset.query or not dataset.gallery:
         raise UserError(f"dataset {args.dataset} at {args.data_root} has no query/gallery split to evaluate")
     channels_last = device.type == "cuda"
