@@ -150,6 +150,24 @@ def test_two_workers_store_the_same_tracks_boxes_and_samples_as_one_process(tmp_
     WriterLock.acquire(b).release()
 
 
+@pytest.mark.slow
+def test_worker_groups_give_the_last_skipped_frame_its_boxes_as_one_process_does(tmp_path):
+    """The bundled detector with ``interval: auto`` (every 2nd frame after the first 20 measured ones): a
+    camera's last frame, when skipped, is detected at the end of its stream (FrameStepper.close), in the
+    worker groups as in one process, and is not counted as a second frame."""
+    cfg = load_config(four_cameras(tmp_path / "cams.yaml", 30, detections=False))  # the 30th is skipped
+    one = run_pipeline(cfg, db_path=tmp_path / "one.db", device="cpu", progress=False)
+    two = run_pipeline(cfg, db_path=tmp_path / "two.db", device="cpu", progress=False, workers=2)
+    assert one.frames == two.frames == 120 and one.detector_frames == two.detector_frames < 120
+    a, b = tmp_path / "one.db", tmp_path / "two.db"
+    ra, rb = _rows(a, BOXES), _rows(b, BOXES)  # the detector's batches differ: its floats by ~1e-6
+    assert [r[:3] + r[8:] for r in ra] == [r[:3] + r[8:] for r in rb]
+    assert np.allclose([r[3:8] for r in ra], [r[3:8] for r in rb], atol=1e-3)
+    last = "SELECT t.camera_id, MAX(b.frame) FROM boxes b JOIN tracks t ON t.id = b.track_id GROUP BY 1 ORDER BY 1"
+    step = (795 - 30) // 3
+    assert _rows(b, last) == [(f"cam{k + 1}", k * step + 29) for k in range(4)]
+
+
 # ----------------------------------------------------------------------------- faults (real processes)
 def _start(cams: Path, db: Path, *args: str, min_boxes: int = 100) -> tuple[subprocess.Popen, int, list[int]]:
     """Start `run --workers 2` in its own process group; returns once >= min_boxes boxes are committed, with
